@@ -1,0 +1,1 @@
+"""Crystallize: reproducible experiments as a DAG."""
