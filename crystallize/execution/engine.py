@@ -1,0 +1,276 @@
+"""Runs one experiment: plan, execute the stale replicate-conditions, persist, assemble the Result.
+
+This module owns the loop, not the rules: which conditions and replicates run is decided
+by :func:`crystallize.graph.plan.plan_conditions`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crystallize.context import FrozenContext
+from crystallize.errors import SerializationError, StoreError
+from crystallize.execution.collect import Collector, ConditionRun
+from crystallize.execution.events import EventSink, RunStarted
+from crystallize.execution.job import DefinitionRef, Job, JobResult, RunDefinition, run_job
+from crystallize.execution.local import SerialBackend
+from crystallize.execution.report import assemble
+from crystallize.graph.settings import ConditionInputs, RunSettings, UpstreamRun, resolve_inputs, resolve_settings
+from crystallize.graph.plan import ConditionPlan, plan_conditions
+from crystallize.plugins.base import overrides_loop
+from crystallize.plugins.builtin import ArtifactPlugin, replicate_seed
+from crystallize.store.layout import ExperimentStore
+from crystallize.store.record import RunRecord
+from crystallize.store.retention import prune_versions
+from crystallize.store.writer import VersionWriter
+
+if TYPE_CHECKING:
+    from crystallize.execution.backend import Backend
+    from crystallize.experiment import Experiment
+    from crystallize.hypothesis import Hypothesis
+    from crystallize.results import Result
+    from crystallize.treatments import Treatment
+
+__all__ = ["ExperimentOutcome", "run_experiment"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentOutcome:
+    """One experiment run: its Result, run record and store, and what ran or was reused."""
+
+    result: Result
+    record: RunRecord
+    store: ExperimentStore
+    plans: Mapping[str, ConditionPlan]
+    version: int | None  # version written; None when everything was reused
+    deferred: BaseException | None = None  # raised by run() once everything is stored
+
+    @property
+    def upstream_run(self) -> UpstreamRun:
+        return UpstreamRun(self.store, self.record)
+
+    @property
+    def ran(self) -> tuple[str, ...]:
+        return tuple(n for n, p in self.plans.items() if p.run)
+
+
+def run_experiment(experiment: Experiment, *, treatments: Sequence[Treatment] | None = None,
+                   hypotheses: Sequence[Hypothesis] | None = None, replicates: int | None = None,
+                   strategy: str | None = None, inherited: Sequence[Treatment] = (),
+                   upstream: Mapping[str, UpstreamRun] | None = None, backend: Backend | None = None,
+                   store_root: Path | None = None, versioned: bool | None = None, graph_seed: int | None = None,
+                   force: bool = False, on_event: EventSink | None = None) -> ExperimentOutcome:
+    """Plan and run one experiment (see :meth:`Experiment.run` for the user-facing contract)."""
+    from crystallize.fingerprint import FileHashCache
+
+    settings = resolve_settings(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
+                                strategy=strategy, inherited=inherited, store_root=store_root, versioned=versioned,
+                                graph_seed=graph_seed)
+    inputs = resolve_inputs(experiment, list(settings.conditions), upstream)
+    cache = FileHashCache(settings.store.root / ".file-hashes.json")
+    plans = plan_conditions(experiment, settings, inputs, cache, force=force)
+    cache.save()
+    if not any(p.run for p in plans.values()):
+        return assemble(experiment, settings, plans, inputs, {}, None)
+    return _execute(experiment, settings, plans, inputs, backend, on_event)
+
+
+def _open_version(settings: RunSettings, stack: ExitStack) -> int:
+    """Reserve ``v<N+1>`` (versioned) or lock and reuse ``v0`` (unversioned)."""
+    store = settings.store
+    if settings.versioned:
+        return store.reserve_version()
+    from filelock import FileLock
+
+    store.dir.mkdir(parents=True, exist_ok=True)
+    stack.enter_context(FileLock(str(store.lock_path)))
+    newer = [v for v in store.versions() if v > 0]
+    if newer:
+        raise StoreError(f"versioned=False but versions {newer} exist; use ArtifactPlugin(versioned=True) "
+                         "or another root_dir", path=store.dir)
+    store.version_dir(0).mkdir(exist_ok=True)
+    return 0
+
+
+def _prepare_unversioned(settings: RunSettings, plans: Mapping[str, ConditionPlan], writer: VersionWriter) -> None:
+    """Before rewriting ``v0`` in place: unmark what will be rewritten and drop inactive conditions."""
+    previous = settings.previous.conditions if settings.previous else {}
+    for name in previous:
+        if name not in plans:
+            writer.clear_condition(name)
+    for name, plan in plans.items():
+        if not plan.run:
+            continue
+        if plan.reuse is not None and plan.reuse.version == 0:
+            settings.store.marker(0, name).unlink(missing_ok=True)
+            continue  # kept replicates stay in place; reruns overwrite their own files
+        writer.clear_condition(name)
+
+
+def _condition_runs(settings: RunSettings, plans: Mapping[str, ConditionPlan],
+                    inputs: Mapping[str, ConditionInputs]) -> dict[str, ConditionRun]:
+    runs = {}
+    for name, plan in plans.items():
+        if not plan.run:
+            continue
+        kept = {r: s for r, s in plan.reuse.ok.items() if r < settings.replicates and r not in plan.run} \
+            if plan.reuse is not None else {}
+        runs[name] = ConditionRun(plan, inputs[name], settings.replicates, kept)
+    return runs
+
+
+def _definition(experiment: Experiment, settings: RunSettings, remote: bool) -> DefinitionRef:
+    definition = RunDefinition(
+        experiment_name=settings.name, datasource=experiment.datasource, pipeline=experiment.pipeline,
+        initial_ctx=experiment.initial_ctx, treatments={k: v for k, v in settings.conditions.items() if v is not None},
+        plugins=tuple(experiment.plugins), seed_fn=settings.seed_fn, experiment=experiment)
+    ref = DefinitionRef(f"{settings.name}:{uuid.uuid4().hex}", definition)
+    if remote:
+        _preflight(ref, experiment, settings)
+    return ref
+
+
+def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings) -> None:
+    """Serialise the definition before any work, naming the part that will not travel."""
+    import cloudpickle
+
+    try:
+        ref.payload()
+        return
+    except Exception as exc:  # boundary: find and name the culprit
+        cause = exc
+    parts: list[tuple[str, Any]] = [("datasource", experiment.datasource)]
+    parts += [(f"step '{s.name}'", s) for s in experiment.pipeline.steps]
+    parts += [(f"initial_ctx key '{k}'", v) for k, v in experiment.initial_ctx.items()]
+    parts += [(f"treatment '{k}'", v) for k, v in settings.conditions.items() if v is not None]
+    parts += [(f"plugin {type(p).__name__}", p) for p in experiment.plugins]
+    for what, obj in parts:
+        try:
+            cloudpickle.dumps(obj)
+        except Exception as exc:
+            raise SerializationError(f"{what} of experiment '{settings.name}'", exc) from exc
+    raise SerializationError(f"experiment '{settings.name}'", cause) from cause
+
+
+def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, ConditionRun]) -> list[Job]:
+    """Replicate-major order, so early replicates of every condition finish first."""
+    wanted = {(name, r) for name, run in runs.items() for r in run.plan.run}
+    return [Job(ref, name, r, replicate_seed(settings.master_seed, r, auto_seed=settings.auto_seed),
+                runs[name].inputs.artifacts)
+            for r in range(settings.replicates) for name in runs if (name, r) in wanted]
+
+
+def _dispatch(backend: Backend, jobs: Iterable[Job], collector: Collector) -> None:
+    """Keep the backend busy; persist each result as it arrives. Ctrl-C stops submitting."""
+    pending: set[Future[JobResult]] = set()
+    window = max(1, backend.capacity * 2)
+    try:
+        for job in jobs:
+            future = backend.submit(job)
+            if future.done():
+                collector.add(future.result())
+                continue
+            pending.add(future)
+            if len(pending) >= window:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    collector.add(f.result())
+    except KeyboardInterrupt:
+        logger.warning("interrupted: letting %d running replicates finish, then stopping", len(pending))
+        for f in pending:
+            f.cancel()
+        raise
+    finally:
+        for f in pending:
+            if not f.cancelled():
+                collector.add(f.result())
+
+
+def _custom_loop(experiment: Experiment, plugin: Any, jobs: Sequence[Job], collector: Collector) -> None:
+    """0.27 contract: ``plugin.run_experiment_loop(experiment, replicate_fn)`` with a sync ``replicate_fn``."""
+    from crystallize.execution.report import replicate_result
+
+    by_rep: dict[int, list[Job]] = {}
+    for job in jobs:
+        by_rep.setdefault(job.replicate, []).append(job)
+    done: list[JobResult] = []
+
+    def replicate_fn(rep: int) -> Any:
+        results = [run_job(job) for job in by_rep.get(rep, [])]
+        done.extend(results)
+        return replicate_result(results)
+
+    original = experiment.replicates
+    experiment.replicates = max(by_rep, default=-1) + 1
+    try:
+        plugin.run_experiment_loop(experiment, replicate_fn)
+    finally:
+        experiment.replicates = original
+    for result in sorted(done, key=lambda r: (r.replicate, r.condition)):
+        collector.add(result)
+
+
+def _backend_for(experiment: Experiment, backend: Backend | None) -> tuple[Backend | None, Any, bool]:
+    """The backend to use, a 0.27 custom-loop plugin (if any), and whether we own the backend."""
+    if backend is not None:
+        return backend, None, False
+    chosen = next((p for p in reversed(experiment.plugins) if overrides_loop(p)), None)
+    if chosen is None:
+        return SerialBackend(), None, True
+    if hasattr(chosen, "make_backend"):
+        return chosen.make_backend(), None, True
+    return None, chosen, False
+
+
+def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, ConditionPlan],
+             inputs: Mapping[str, ConditionInputs], backend: Backend | None, on_event: EventSink | None) -> ExperimentOutcome:
+    from crystallize.execution.report import finish_run, running_record
+
+    for plugin in experiment.plugins:
+        plugin.before_run(experiment)
+    setup_ctx = FrozenContext(experiment.initial_ctx)
+    for step in experiment.pipeline.steps:
+        step.setup(setup_ctx)
+    chosen, custom, owned = _backend_for(experiment, backend)
+    with ExitStack() as stack:
+        stack.callback(lambda: [step.teardown(setup_ctx) for step in experiment.pipeline.steps])
+        if owned and chosen is not None:
+            stack.callback(chosen.close)
+        version = _open_version(settings, stack)
+        artifact_plugin = experiment.get_plugin(ArtifactPlugin)
+        if artifact_plugin is not None:
+            artifact_plugin.version = version
+        writer = VersionWriter(settings.store, version, durable=settings.durable)
+        if not settings.versioned:
+            _prepare_unversioned(settings, plans, writer)
+        runs = _condition_runs(settings, plans, inputs)
+        collector = Collector(settings.name, writer, runs, on_event)
+        collector.carry_over(settings.store)
+        writer.write_record(running_record(settings, plans, runs, version))
+        ref = _definition(experiment, settings, remote=bool(chosen is not None and chosen.remote))
+        jobs = _jobs(ref, settings, runs)
+        if on_event:
+            reused = tuple(n for n, p in plans.items() if not p.run)
+            on_event(RunStarted(settings.name, version, len(jobs), tuple(runs), reused))
+        try:
+            if custom is not None:
+                _custom_loop(experiment, custom, jobs, collector)
+            else:
+                _dispatch(chosen, jobs, collector)
+        finally:
+            writer.flush()
+        outcome = finish_run(experiment, settings, plans, inputs, runs, writer)
+    if settings.versioned:
+        prune_versions(settings.store, keep=settings.retention, big_file_mb=settings.big_file_mb)
+    for plugin in experiment.plugins:
+        plugin.after_run(experiment, outcome.result)
+    return outcome

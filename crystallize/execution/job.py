@@ -1,0 +1,184 @@
+"""The unit of work: one replicate of one condition, as a small picklable job.
+
+A :class:`Job` names its experiment definition through a :class:`DefinitionRef`, which
+serialises the definition once per run (cloudpickle) and is rebuilt once per worker
+process. The job returns a :class:`JobResult`; only the runner writes the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crystallize.context import FrozenContext
+from crystallize.datasources.artifacts import ArtifactInput, ArtifactRecord
+from crystallize.datasources.datasource import DataSource
+from crystallize.errors import PipelineExecutionError
+from crystallize.plugins.base import BasePlugin
+from crystallize.steps import Pipeline
+from crystallize.treatments import Treatment
+
+__all__ = ["DefinitionRef", "Job", "JobError", "JobResult", "RunDefinition", "run_job"]
+
+_WORKER_DEFINITIONS: dict[str, RunDefinition] = {}  # per-process cache of unpickled definitions
+
+
+def _overrides(plugin: BasePlugin, hook: str) -> bool:
+    return getattr(type(plugin), hook) is not getattr(BasePlugin, hook)
+
+
+@dataclass(frozen=True, slots=True)
+class RunDefinition:
+    """What a worker needs to run any replicate-condition of one experiment run."""
+
+    experiment_name: str
+    datasource: DataSource
+    pipeline: Pipeline
+    initial_ctx: Mapping[str, Any]
+    treatments: Mapping[str, Treatment]  # condition -> treatment applied (baseline: its override, if any)
+    plugins: tuple[BasePlugin, ...] = ()
+    seed_fn: Callable[[int], None] | None = None
+    experiment: Any = None  # the object hooks receive
+    replicate_plugins: tuple[BasePlugin, ...] = field(init=False, default=())
+    step_plugins: tuple[BasePlugin, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        # Only plugins that override a per-replicate hook are called in the hot loop.
+        object.__setattr__(self, "replicate_plugins", tuple(p for p in self.plugins if _overrides(p, "before_replicate")))
+        object.__setattr__(self, "step_plugins", tuple(
+            p for p in self.plugins if _overrides(p, "before_step") or _overrides(p, "after_step")))
+
+
+class DefinitionRef:
+    """A run definition shared by all jobs of a run; pickles to bytes once, unpickles once per process."""
+
+    __slots__ = ("key", "_definition", "_payload")
+
+    def __init__(self, key: str, definition: RunDefinition) -> None:
+        self.key, self._definition, self._payload = key, definition, None
+
+    def get(self) -> RunDefinition:
+        return self._definition
+
+    def payload(self) -> bytes:
+        """The cloudpickled definition (computed on first use)."""
+        if self._payload is None:
+            import cloudpickle
+
+            self._payload = cloudpickle.dumps(self._definition)
+        return self._payload
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_load_definition, (self.key, self.payload()))
+
+
+def _load_definition(key: str, payload: bytes) -> DefinitionRef:
+    definition = _WORKER_DEFINITIONS.get(key)
+    if definition is None:
+        import pickle
+
+        definition = pickle.loads(payload)
+        if len(_WORKER_DEFINITIONS) > 32:  # bounded: old runs are not needed again
+            _WORKER_DEFINITIONS.pop(next(iter(_WORKER_DEFINITIONS)))
+        _WORKER_DEFINITIONS[key] = definition
+    ref = DefinitionRef.__new__(DefinitionRef)
+    ref.key, ref._definition, ref._payload = key, definition, payload
+    return ref
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One replicate of one condition."""
+
+    definition: DefinitionRef
+    condition: str
+    replicate: int
+    seed: int
+    inputs: Mapping[str, ArtifactInput] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """A failure, described so it survives crossing a process boundary."""
+
+    type_name: str
+    message: str
+    traceback: str
+    step: str | None = None
+    exception: BaseException | None = None  # the original, when it could travel
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type_name, "message": self.message, "traceback": self.traceback, "step": self.step}
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """What one job produced; metrics are ``None`` when it failed."""
+
+    condition: str
+    replicate: int
+    seed: int
+    metrics: dict[str, list[Any]] | None
+    tags: dict[str, list[Any]] | None = None
+    artifacts: tuple[ArtifactRecord, ...] = ()
+    error: JobError | None = None
+    provenance: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _error(exc: BaseException) -> JobError:
+    step = exc.step_name if isinstance(exc, PipelineExecutionError) else None
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    original = exc.original_exception if isinstance(exc, PipelineExecutionError) else exc
+    return JobError(type(original).__name__, str(original), tb, step, exc)
+
+
+def _rng_factory(seed: int) -> Callable[[], Any]:
+    """One numpy Generator per job, derived from the replicate seed with SeedSequence."""
+    made: list[Any] = []
+
+    def make() -> Any:
+        if not made:
+            import numpy as np
+
+            made.append(np.random.default_rng(np.random.SeedSequence(seed)))
+        return made[0]
+
+    return make
+
+
+def run_job(job: Job) -> JobResult:
+    """Run one replicate of one condition and describe the outcome (never raises for user errors)."""
+    d = job.definition.get()
+    values = copy.deepcopy(dict(d.initial_ctx)) if d.initial_ctx else {}
+    values["replicate"], values["condition"] = job.replicate, job.condition
+    ctx = FrozenContext._trusted(values)
+    ctx._inputs, ctx.rng_factory = job.inputs, _rng_factory(job.seed)
+    records: list[dict[str, Any]] = []
+    try:
+        treatment = d.treatments.get(job.condition)
+        if treatment is not None:
+            treatment.apply(ctx)
+        ctx._replace("seed_used", job.seed)
+        if d.seed_fn is not None:
+            d.seed_fn(job.seed)
+        for plugin in d.replicate_plugins:
+            plugin.before_replicate(d.experiment, ctx)
+        data = d.datasource.fetch(ctx)
+        _, records = d.pipeline.run(data, ctx, experiment=d.experiment, plugins=d.step_plugins, return_provenance=True)
+    except Exception as exc:  # boundary: a user failure becomes data
+        return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
+    artifacts = tuple(ctx._artifacts.drain()) if ctx._artifacts is not None else ()
+    return JobResult(job.condition, job.replicate, job.seed, ctx.metrics.lists(), ctx.metrics.tags(),
+                     artifacts, None, tuple(records))
+
+
+def run_jobs(jobs: Sequence[Job]) -> list[JobResult]:
+    """Run several jobs in order (a batch for remote workers)."""
+    return [run_job(job) for job in jobs]

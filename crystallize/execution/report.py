@@ -1,0 +1,205 @@
+"""Builds run records and the user's Result from plans, kept replicates and new job results."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crystallize.errors import MissingMetricError
+from crystallize.execution.collect import ConditionRun, flatten
+from crystallize.execution.job import JobError, JobResult
+from crystallize.graph.settings import ConditionInputs, RunSettings
+from crystallize.graph.plan import ConditionPlan
+from crystallize.names import BASELINE
+from crystallize.results import ExperimentMetrics, ReplicateResult, Result, TreatmentMetrics, TreatmentMetricsMap
+from crystallize.store.record import ConditionOutcome, ConditionRecord, RunRecord, environment_info, git_commit
+from crystallize.store.writer import VersionWriter
+
+if TYPE_CHECKING:
+    from crystallize.execution.engine import ExperimentOutcome
+    from crystallize.experiment import Experiment
+
+__all__ = ["assemble", "finish_run", "replicate_result", "running_record"]
+
+logger = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def _blocked(plan: ConditionPlan, inputs: ConditionInputs, settings: RunSettings) -> ConditionRecord:
+    return ConditionRecord(version=-1, outcome=ConditionOutcome.BLOCKED, replicates=settings.replicates,
+                           upstream=inputs.pins, fingerprint=plan.fingerprint, inputs=plan.parts)
+
+
+def _records(settings: RunSettings, plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun],
+             inputs: Mapping[str, ConditionInputs], version: int | None, *, final: bool) -> dict[str, ConditionRecord]:
+    """Every active condition -> the record of the version that holds it."""
+    out: dict[str, ConditionRecord] = {}
+    for name, plan in plans.items():
+        if name in runs and version is not None:
+            rec = runs[name].record(version)
+            if not final:
+                rec = ConditionRecord(version, ConditionOutcome.INCOMPLETE, rec.replicates, upstream=rec.upstream,
+                                      fingerprint=rec.fingerprint, inputs=rec.inputs)
+            out[name] = rec
+        elif plan.reuse is not None:
+            out[name] = plan.reuse.record
+        else:
+            out[name] = _blocked(plan, inputs[name], settings)
+    return out
+
+
+def _environment(plans: Mapping[str, ConditionPlan]) -> dict[str, Any]:
+    packages = {k[4:]: v for p in plans.values() for k, v in p.parts.items() if k.startswith("env:") and k != "env:python"}
+    return environment_info(packages)
+
+
+def running_record(settings: RunSettings, plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun],
+                   version: int) -> RunRecord:
+    """The ``run.json`` written before any job starts (conditions being run are INCOMPLETE)."""
+    return RunRecord(settings.name, version, "running", _now(), None, settings.master_seed, settings.replicates,
+                     _records(settings, plans, runs, {n: r.inputs for n, r in runs.items()} | _no_inputs(plans, runs),
+                              version, final=False),
+                     environment=_environment(plans), git_commit=git_commit(Path.cwd()))
+
+
+def _no_inputs(plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun]) -> dict[str, ConditionInputs]:
+    return {n: ConditionInputs({}, ()) for n in plans if n not in runs}
+
+
+def _metrics(record: ConditionRecord, replicates: int) -> TreatmentMetrics:
+    per = list(record.metrics[:replicates])
+    per += [None] * (replicates - len(per))
+    errors = set(record.errors)
+    per = [None if str(i) in errors else m for i, m in enumerate(per)]
+    seeds = [s for s in record.seeds[:replicates] if s is not None]
+    return TreatmentMetrics(flatten(per), per, seeds)
+
+
+def _error_object(experiment: str, condition: str, rep: int, error: JobError) -> BaseException:
+    from crystallize.errors import ExecutionError
+
+    exc = error.exception if error.exception is not None else ExecutionError(f"{error.type_name}: {error.message}")
+    for attr, value in (("traceback_str", error.traceback), ("experiment", experiment), ("condition", condition),
+                        ("replicate", rep), ("exception_type", error.type_name), ("step", error.step)):
+        try:
+            setattr(exc, attr, value)
+        except AttributeError:  # some built-in exceptions refuse new attributes
+            pass
+    return exc
+
+
+def _artifact_paths(settings: RunSettings, records: Mapping[str, ConditionRecord]) -> dict[str, dict[str, Path]]:
+    out: dict[str, dict[str, Path]] = {}
+    for name, rec in records.items():
+        for file, info in rec.artifacts.items():
+            reps = sorted(int(r) for r in info.get("sha256", {}))
+            if reps:
+                path = settings.store.artifact(rec.version, reps[0], name, info["step"], file)
+                out.setdefault(file, {})[name] = path.resolve()
+    return out
+
+
+def _hypotheses(settings: RunSettings, metrics: Mapping[str, TreatmentMetrics]) -> tuple[list[Any], BaseException | None]:
+    """Evaluate every hypothesis over all active conditions; a missing metric is deferred."""
+    baseline = metrics[BASELINE]
+    treatments = {k: v for k, v in metrics.items() if k != BASELINE}
+    results, deferred = [], None
+    for hyp in settings.hypotheses:
+        try:
+            results.append(hyp.evaluate(baseline.metrics, {k: v.metrics for k, v in treatments.items()},
+                                        baseline_replicates=baseline.replicates,
+                                        treatment_replicates={k: v.replicates for k, v in treatments.items()}))
+        except MissingMetricError as exc:
+            deferred = deferred or exc
+    return results, deferred
+
+
+def _result(experiment: Experiment, settings: RunSettings, records: Mapping[str, ConditionRecord],
+            runs: Mapping[str, ConditionRun], version: int | None) -> tuple[Result, BaseException | None]:
+    done = {n: r for n, r in records.items() if r.outcome is not ConditionOutcome.BLOCKED}
+    metrics = {n: _metrics(r, settings.replicates) for n, r in done.items()}
+    metrics.setdefault(BASELINE, TreatmentMetrics({}))
+    hypotheses, deferred = _hypotheses(settings, metrics)
+    treatments = TreatmentMetricsMap({k: v for k, v in metrics.items() if k != BASELINE},
+                                     {k: records[k].version for k in metrics if k != BASELINE})
+    errors = {f"{n}_rep_{r}": _error_object(settings.name, n, r, e)
+              for n, run in runs.items() for r, e in sorted(run.errors().items())}
+    provenance = {
+        "pipeline_signature": experiment.pipeline.signature(), "replicates": settings.replicates,
+        "seeds": {n: m.seeds for n, m in metrics.items()},
+        "ctx_changes": {n: {r: list(res.provenance) for r, res in sorted(run.results.items())} for n, run in runs.items()},
+        "master_seed": settings.master_seed, "version": version,
+        "conditions": {n: r.version for n, r in records.items()},
+        "blocked": [n for n, r in records.items() if r.outcome is ConditionOutcome.BLOCKED],
+    }
+    result = Result(ExperimentMetrics(metrics[BASELINE], treatments, hypotheses),
+                    _artifact_paths(settings, done), errors, provenance)
+    return result, deferred
+
+
+def assemble(experiment: Experiment, settings: RunSettings, plans: Mapping[str, ConditionPlan],
+             inputs: Mapping[str, ConditionInputs], runs: Mapping[str, ConditionRun],
+             version: int | None) -> ExperimentOutcome:
+    """Outcome of a run where nothing executed (every condition reused): no version is created."""
+    from crystallize.execution.engine import ExperimentOutcome
+
+    records = _records(settings, plans, runs, inputs, version, final=True)
+    result, deferred = _result(experiment, settings, records, runs, version)
+    previous = settings.previous
+    record = RunRecord(settings.name, previous.version if previous else -1, previous.status if previous else "complete",
+                       previous.started if previous else _now(), previous.ended if previous else None,
+                       settings.master_seed, settings.replicates, records,
+                       [h.to_dict() for h in result.metrics.hypotheses])
+    logger.info("%s: every condition is fresh; reused %s", settings.name, ", ".join(records))
+    return ExperimentOutcome(result, record, settings.store, plans, None, deferred)
+
+
+def finish_run(experiment: Experiment, settings: RunSettings, plans: Mapping[str, ConditionPlan],
+               inputs: Mapping[str, ConditionInputs], runs: Mapping[str, ConditionRun],
+               writer: VersionWriter) -> ExperimentOutcome:
+    """Write ``run.json``, ``metadata.json`` and ``_manifest.json`` and build the outcome."""
+    from crystallize.execution.engine import ExperimentOutcome
+
+    version = writer.version
+    records = _records(settings, plans, runs, inputs, version, final=True)
+    result, deferred = _result(experiment, settings, records, runs, version)
+    failed = any(r.outcome is not ConditionOutcome.COMPLETE for n, r in records.items() if n in runs)
+    previous = settings.previous if settings.previous and settings.previous.version == version else None
+    started = RunRecord.load(settings.store.run_json(version))
+    record = RunRecord(settings.name, version, "failed" if failed else "complete",
+                       started.started if started else _now(), _now(), settings.master_seed, settings.replicates,
+                       records, [h.to_dict() for h in result.metrics.hypotheses], _environment(plans),
+                       git_commit(Path.cwd()))
+    previous_manifest = _read_manifest(settings, version) if previous is not None else None
+    writer.write_manifest(previous_manifest)
+    writer.write_metadata(settings.replicates, experiment.id, settings.name)
+    writer.write_record(record)
+    return ExperimentOutcome(result, record, settings.store, plans, version, deferred)
+
+
+def _read_manifest(settings: RunSettings, version: int) -> dict[str, str]:
+    import json
+
+    try:
+        return dict(json.loads(settings.store.manifest(version).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def replicate_result(results: Sequence[JobResult]) -> ReplicateResult:
+    """0.27's per-replicate bundle, for custom ``run_experiment_loop`` plugins."""
+    base = next((r for r in results if r.condition == BASELINE), None)
+    treated = [r for r in results if r.condition != BASELINE]
+    return ReplicateResult(
+        baseline_metrics=(base.metrics or {}) if base else {}, baseline_seed=base.seed if base else None,
+        treatment_metrics={r.condition: r.metrics or {} for r in treated},
+        treatment_seeds={r.condition: r.seed for r in treated},
+        errors={f"{r.condition}_rep_{r.replicate}": r.error.exception or RuntimeError(r.error.message)
+                for r in results if r.error is not None},
+        provenance={r.condition: list(r.provenance) for r in results})

@@ -1,0 +1,79 @@
+"""One-off runs: ``apply`` (in memory), ``debug`` and the ``optimize`` loop."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crystallize.context import FrozenContext
+from crystallize.graph.settings import resolve_inputs
+from crystallize.names import BASELINE
+from crystallize.plugins.builtin import SeedPlugin, default_seed_function
+from crystallize.treatments import Treatment
+
+if TYPE_CHECKING:
+    from crystallize.experiment import Experiment
+    from crystallize.results import Result
+
+__all__ = ["apply_once", "debug_run", "optimize"]
+
+
+def _named(experiment: Experiment, treatment: Treatment | str | None) -> Treatment | None:
+    if treatment is None or isinstance(treatment, Treatment):
+        return treatment
+    found = next((t for t in experiment.treatments if t.name == treatment), None)
+    return found or Treatment(treatment, {})
+
+
+def apply_once(experiment: Experiment, treatment: Treatment | str | None, *, data: Any = None,
+               seed: int | None = None) -> Any:
+    """Run the pipeline once for replicate 0 and return the final data; nothing is stored."""
+    chosen = _named(experiment, treatment)
+    condition = chosen.name if chosen else BASELINE
+    ctx = FrozenContext._trusted({**copy.deepcopy(experiment.initial_ctx), "replicate": 0, "condition": condition})
+    if chosen is not None:
+        chosen.apply(ctx)
+    if seed is not None:
+        ctx._replace("seed_used", seed)
+        plugin = experiment.get_plugin(SeedPlugin)
+        (plugin.seed_fn if plugin and plugin.seed_fn else default_seed_function)(seed)
+        from crystallize.execution.job import _rng_factory
+
+        ctx.rng_factory = _rng_factory(seed)
+    if data is None:
+        ctx._inputs = resolve_inputs(experiment, [condition], None)[condition].artifacts
+        data = experiment.datasource.fetch(ctx)
+    return experiment.pipeline.run(data, ctx)
+
+
+def debug_run(experiment: Experiment, treatment: Treatment | str | None, *, verbose: bool = True) -> Result:
+    """One replicate, serial, no hypotheses, stored in a temporary folder."""
+    import logging
+
+    from crystallize.execution.engine import run_experiment
+    from crystallize.execution.local import SerialBackend
+
+    if verbose:
+        logging.getLogger("crystallize").setLevel(logging.DEBUG)
+    chosen = _named(experiment, treatment)
+    with tempfile.TemporaryDirectory(prefix="crystallize-debug-") as tmp:
+        outcome = run_experiment(experiment, treatments=[chosen] if chosen else [], hypotheses=[], replicates=1,
+                                 backend=SerialBackend(), store_root=Path(tmp), versioned=False)
+    return outcome.result
+
+
+def optimize(experiment: Experiment, optimizer: Any, num_trials: int, replicates_per_trial: int = 1) -> Treatment:
+    """Ask/tell loop. Trials resume: the baseline runs once, not on every trial (0.27 reran it)."""
+    from crystallize.execution.engine import run_experiment
+
+    metric = optimizer.objective.metric
+    for _ in range(num_trials):
+        candidates = list(optimizer.ask())
+        outcome = run_experiment(experiment, treatments=candidates, hypotheses=[], replicates=replicates_per_trial,
+                                 strategy="resume")
+        first = outcome.result.metrics.treatments[candidates[0].name] if candidates else outcome.result.metrics.baseline
+        values = first.metrics.get(metric, [])
+        optimizer.tell({metric: sum(values) / len(values) if values else float("nan")})
+    return optimizer.get_best_treatment()

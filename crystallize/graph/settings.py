@@ -1,0 +1,189 @@
+"""Resolves what one experiment run uses: conditions, replicates, seeds, store, upstream pins."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crystallize.datasources.artifacts import ArtifactInput
+from crystallize.experiment import check_replicates, check_treatments
+from crystallize.names import BASELINE
+from crystallize.plugins.builtin import ArtifactPlugin, SeedPlugin, default_seed_function
+from crystallize.store.layout import ExperimentStore
+from crystallize.store.reader import latest_record
+from crystallize.store.record import ConditionOutcome, RunRecord, UpstreamPin
+
+if TYPE_CHECKING:
+    from crystallize.experiment import Experiment
+    from crystallize.hypothesis import Hypothesis
+    from crystallize.treatments import Treatment
+
+__all__ = ["ConditionInputs", "RunSettings", "UpstreamRun", "resolve_inputs", "resolve_settings", "stored_upstream"]
+
+STRATEGIES = ("rerun", "resume")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRun:
+    """The run of an upstream experiment that downstream nodes read (pinned by the runner)."""
+
+    store: ExperimentStore
+    record: RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """Everything resolved before planning one experiment run."""
+
+    name: str
+    conditions: dict[str, Treatment | None]  # baseline first; value = treatment applied
+    replicates: int
+    hypotheses: tuple[Hypothesis, ...]
+    strategy: str
+    store: ExperimentStore
+    versioned: bool
+    durable: bool
+    retention: int
+    big_file_mb: float
+    master_seed: int
+    seed_configured: bool
+    auto_seed: bool
+    seed_fn: Any
+    previous: RunRecord | None = field(default=None, compare=False)
+
+
+def _conditions(experiment: Experiment, treatments: Sequence[Treatment] | None,
+                inherited: Sequence[Treatment]) -> dict[str, Treatment | None]:
+    own = check_treatments(list(treatments) if treatments is not None else experiment.treatments,
+                           owner=experiment.store_name)
+    merged: dict[str, Treatment] = {} if treatments is not None else {t.name: t for t in inherited}
+    merged.update({t.name: t for t in own})  # own wins on a name clash
+    conditions: dict[str, Treatment | None] = {BASELINE: merged.pop(BASELINE, None)}
+    conditions.update(merged)
+    return conditions
+
+
+def _master_seed(plugin: SeedPlugin | None, graph_seed: int | None, previous: RunRecord | None) -> tuple[int, bool]:
+    if plugin is not None and plugin.seed is not None:
+        return plugin.seed, True
+    if graph_seed is not None:
+        return graph_seed, True
+    if previous is not None and previous.master_seed is not None:
+        return previous.master_seed, False  # drawn once, reused until the user sets one
+    return secrets.randbits(32), False
+
+
+def resolve_settings(experiment: Experiment, *, treatments: Sequence[Treatment] | None = None,
+                     hypotheses: Sequence[Hypothesis] | None = None, replicates: int | None = None,
+                     strategy: str | None = None, inherited: Sequence[Treatment] = (),
+                     store_root: Path | None = None, versioned: bool | None = None,
+                     graph_seed: int | None = None) -> RunSettings:
+    """Resolve one run's settings from the experiment, call arguments and graph overrides.
+
+    Raises
+    ------
+    ValueError
+        For an unknown strategy, or hypotheses without treatments.
+    """
+    experiment.validate()
+    strategy = strategy or experiment.strategy or "rerun"
+    if strategy not in STRATEGIES:
+        raise ValueError(f"experiment {experiment.store_name!r}: strategy must be one of {STRATEGIES}, not {strategy!r}")
+    conditions = _conditions(experiment, treatments, inherited)
+    hyps = tuple(hypotheses if hypotheses is not None else experiment.hypotheses)
+    if hyps and len(conditions) == 1:
+        raise ValueError("Cannot verify hypotheses without treatments")
+    reps = replicates if replicates is not None else (experiment.datasource.replicates or experiment.replicates)
+    artifact = experiment.get_plugin(ArtifactPlugin) or ArtifactPlugin()
+    store = ExperimentStore(Path(store_root) if store_root is not None else artifact.root_dir, experiment.store_name)
+    previous = latest_record(store)
+    seed_plugin = experiment.get_plugin(SeedPlugin)
+    seed, configured = _master_seed(seed_plugin, graph_seed, previous)
+    return RunSettings(
+        name=experiment.store_name, conditions=conditions, replicates=check_replicates(reps), hypotheses=hyps,
+        strategy=strategy, store=store, versioned=artifact.versioned if versioned is None else versioned,
+        durable=artifact.durable, retention=artifact.artifact_retention, big_file_mb=artifact.big_file_threshold_mb,
+        master_seed=seed, seed_configured=configured, auto_seed=seed_plugin.auto_seed if seed_plugin else True,
+        seed_fn=(seed_plugin.seed_fn if seed_plugin and seed_plugin.seed_fn else default_seed_function),
+        previous=previous)
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionInputs:
+    """The upstream files one condition reads, and why it cannot run (``blocked``)."""
+
+    artifacts: Mapping[str, ArtifactInput]
+    pins: tuple[UpstreamPin, ...]
+    blocked: str | None = None
+    blocked_by: str | None = None  # the upstream experiment whose condition did not complete
+    hashes: tuple[tuple[str, str], ...] = ()  # (artifact key, content digest over replicates)
+
+
+def _standalone_upstream(experiment: Experiment) -> dict[str, UpstreamRun]:
+    """Outside a graph: read each producer's newest run from its own store."""
+    found: dict[str, UpstreamRun] = {}
+    for artifact in experiment.upstream_artifacts:
+        producer = getattr(artifact, "_producer", None)
+        if producer is None or producer.store_name in found:
+            continue
+        plugin = producer.get_plugin(ArtifactPlugin) or ArtifactPlugin()
+        store = ExperimentStore(plugin.root_dir, producer.store_name)
+        record = latest_record(store)
+        if record is not None:
+            found[producer.store_name] = UpstreamRun(store, record)
+    return found
+
+
+def resolve_inputs(experiment: Experiment, conditions: Sequence[str],
+                   upstream: Mapping[str, UpstreamRun] | None) -> dict[str, ConditionInputs]:
+    """Pin, per condition, the exact upstream version and condition each artifact is read from.
+
+    A condition the upstream run lacks reads the upstream baseline (``fallback=True`` in the
+    pin, recorded in ``run.json``). An upstream condition that did not complete blocks it.
+    """
+    runs = dict(upstream) if upstream is not None else _standalone_upstream(experiment)
+    out: dict[str, ConditionInputs] = {}
+    for condition in conditions:
+        artifacts: dict[str, ArtifactInput] = {}
+        pins: list[UpstreamPin] = []
+        hashes: list[tuple[str, str]] = []
+        blocked = blocked_by = None
+        for artifact in experiment.upstream_artifacts:
+            run = runs.get(artifact.producer_name or "")
+            if run is None:
+                continue  # fetch reports the missing upstream run, naming the producer
+            source = condition if condition in run.record.conditions else BASELINE
+            record = run.record.conditions.get(source)
+            if record is None or record.outcome is not ConditionOutcome.COMPLETE:
+                blocked = f"upstream '{artifact.producer_name}' condition '{source}' did not complete"
+                blocked_by = artifact.producer_name
+                continue
+            entry = record.artifacts.get(artifact.name, {})
+            artifacts[artifact.key] = ArtifactInput(artifact.producer_name or "", artifact.name,
+                                                    str(run.store.version_dir(record.version).resolve()), source,
+                                                    entry.get("step", "_unknown_step"), record.replicates)
+            pins.append(UpstreamPin(artifact.producer_name or "", artifact.name, record.version, source,
+                                    fallback=source != condition))
+            hashes.append((artifact.key, _content_digest(entry)))
+        out[condition] = ConditionInputs(artifacts, tuple(pins), blocked, blocked_by, tuple(hashes))
+    return out
+
+
+def _content_digest(entry: Mapping[str, Any]) -> str:
+    """Digest over an artifact's per-replicate hashes (what downstream freshness compares)."""
+    import hashlib
+
+    shas = entry.get("sha256", {})
+    text = "|".join(f"{k}:{shas[k]}" for k in sorted(shas, key=int))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stored_upstream(experiment: Experiment, store_root: Path | None) -> UpstreamRun | None:
+    """The newest stored run of ``experiment`` (what downstream reads when it is not rerun)."""
+    plugin = experiment.get_plugin(ArtifactPlugin) or ArtifactPlugin()
+    store = ExperimentStore(Path(store_root) if store_root is not None else plugin.root_dir, experiment.store_name)
+    record = latest_record(store)
+    return UpstreamRun(store, record) if record is not None else None

@@ -1,0 +1,55 @@
+"""Plugin hooks (crystallize-ml 0.27 names and order)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crystallize.context import FrozenContext
+    from crystallize.experiment import Experiment
+    from crystallize.results import ReplicateResult, Result
+    from crystallize.steps import PipelineStep
+
+__all__ = ["BasePlugin", "overrides_loop"]
+
+
+class BasePlugin:
+    """Base class for plugins; override only the hooks you need.
+
+    Hook order for one run: ``init_hook`` (when the experiment is built), ``before_run``,
+    then for every replicate and condition ``before_replicate`` -> for each step
+    ``before_step`` / ``after_step``, and finally ``after_run``. ``init_hook``,
+    ``before_run`` and ``after_run`` run in the runner's process; the per-replicate hooks
+    run where the replicate runs (on a copy of the plugin in worker processes).
+    """
+
+    def init_hook(self, experiment: Experiment) -> None:
+        """Called once when the experiment is constructed."""
+
+    def before_run(self, experiment: Experiment) -> None:
+        """Called at the start of a run that executes something."""
+
+    def before_replicate(self, experiment: Experiment, ctx: FrozenContext) -> None:
+        """Called before each replicate of each condition, after the treatment is applied."""
+
+    def before_step(self, experiment: Experiment, step: PipelineStep) -> None:
+        """Called before each step."""
+
+    def after_step(self, experiment: Experiment, step: PipelineStep, data: Any, ctx: FrozenContext) -> None:
+        """Called after each step, with its output data."""
+
+    def after_run(self, experiment: Experiment, result: Result) -> None:
+        """Called once the run's results are stored and hypotheses verified."""
+
+    def run_experiment_loop(self, experiment: Experiment,
+                            replicate_fn: Callable[[int], ReplicateResult]) -> Sequence[ReplicateResult] | Any:
+        """Replace the replicate loop: call the synchronous ``replicate_fn(rep)`` for every
+        replicate index and return the results in replicate order. Return ``NotImplemented``
+        to fall back to the built-in scheduling."""
+        return NotImplemented
+
+
+def overrides_loop(plugin: BasePlugin) -> bool:
+    """True when ``plugin`` defines its own ``run_experiment_loop``."""
+    return type(plugin).run_experiment_loop is not BasePlugin.run_experiment_loop

@@ -1,0 +1,422 @@
+"""Pipeline steps, parameter injection, shared resources and the pipeline itself."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import inspect
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crystallize.context import _CURRENT, FrozenContext
+from crystallize.errors import PipelineExecutionError
+
+__all__ = [
+    "Pipeline",
+    "PipelineStep",
+    "ResourceFactoryWrapper",
+    "inject_from_ctx",
+    "pipeline",
+    "pipeline_step",
+    "resource_factory",
+]
+
+_MISSING = object()
+_RESOURCES: dict[object, Any] = {}  # per-process cache of resource_factory results
+_RESOURCES_LOCK = threading.Lock()
+
+
+class ResourceFactoryWrapper:
+    """A context value that builds a heavy resource once per process.
+
+    Parameters
+    ----------
+    fn : Callable
+        Builds the resource. Called with the context when it takes a positional
+        argument (any name), else with no arguments.
+    key : str, optional
+        Cache key; defaults to the function's qualified name and code location.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *, key: str | None = None) -> None:
+        self.fn, self.key = fn, key
+        self._takes_ctx = _positional_count(fn) >= 1
+
+    def _cache_key(self) -> object:
+        if self.key is not None:
+            return self.key
+        code = getattr(self.fn, "__code__", None)
+        return (getattr(self.fn, "__qualname__", repr(self.fn)), getattr(code, "co_filename", ""),
+                getattr(code, "co_firstlineno", 0))
+
+    def __call__(self, ctx: FrozenContext | None = None) -> Any:
+        key = self._cache_key()
+        with _RESOURCES_LOCK:
+            if key in _RESOURCES:
+                return _RESOURCES[key]
+        value = self.fn(ctx) if self._takes_ctx else self.fn()
+        with _RESOURCES_LOCK:
+            return _RESOURCES.setdefault(key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ResourceFactoryWrapper, (self.fn,), {"key": self.key})
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        self.key = state["key"]
+
+    def __crystallize_fingerprint__(self) -> bytes:
+        return f"resource:{self.key or getattr(self.fn, '__qualname__', '?')}".encode()
+
+
+def resource_factory(fn: Callable[..., Any], *, key: str | None = None) -> ResourceFactoryWrapper:
+    """Wrap ``fn`` so the resource it builds is created once per worker process.
+
+    Put the wrapper in the context (``initial_ctx`` or a treatment); a step parameter
+    with the same name receives the built resource.
+
+    Examples
+    --------
+    >>> client = resource_factory(lambda ctx: {"conn": 1}, key="client")
+    >>> client(None) is client(None)
+    True
+    """
+    return ResourceFactoryWrapper(fn, key=key)
+
+
+def _positional_count(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class _Signature:
+    """How to call a step function: which parameter is data, which are injected."""
+
+    data_param: str | None
+    takes_ctx: bool
+    names: tuple[str, ...]  # injectable keyword parameters, in order
+    defaults: tuple[object, ...]  # _MISSING when a parameter has no default
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any]) -> _Signature:
+        params = list(inspect.signature(fn).parameters.values())
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        data = positional[0].name if positional and positional[0].name != "ctx" else None
+        rest = [p for p in params if p.name not in (data, "ctx") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        defaults = tuple(_MISSING if p.default is p.empty else p.default for p in rest)
+        return cls(data, any(p.name == "ctx" for p in params), tuple(p.name for p in rest), defaults)
+
+
+def _resolve(sig: _Signature, explicit: Mapping[str, Any], ctx: FrozenContext, owner: str) -> dict[str, Any]:
+    """Keyword arguments for one call: explicit > context > ``rng`` > default."""
+    kwargs: dict[str, Any] = {}
+    data = ctx._data
+    for name, default in zip(sig.names, sig.defaults):
+        if name in explicit:
+            value = explicit[name]
+        elif name in data:
+            value = data[name]
+        elif name == "rng" and ctx.rng_factory is not None:
+            value = ctx.rng_factory()
+        elif default is not _MISSING:
+            value = default
+        else:
+            raise TypeError(
+                f"Dependency Injection Error: Parameter '{name}' in step '{owner}' is not found in the "
+                "Context and has no default value."
+            )
+        if isinstance(value, ResourceFactoryWrapper):
+            value = value(ctx)
+        kwargs[name] = value
+    if sig.takes_ctx:
+        kwargs["ctx"] = ctx
+    return kwargs
+
+
+def inject_from_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate ``fn(data, ctx, **params)`` so missing params come from the context.
+
+    Examples
+    --------
+    >>> @inject_from_ctx
+    ... def scale(data, ctx, *, factor=1.0):
+    ...     return data * factor
+    >>> from crystallize.context import FrozenContext
+    >>> scale(2, FrozenContext({"factor": 3.0}))
+    6.0
+    """
+    sig = _Signature.of(fn)
+
+    def wrapper(data: Any, ctx: FrozenContext, **explicit: Any) -> Any:
+        kwargs = _resolve(sig, explicit, ctx, fn.__name__)
+        return fn(data, **kwargs) if sig.data_param else fn(**kwargs)
+
+    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+class PipelineStep(abc.ABC):
+    """One transformation in a pipeline: ``step(data, ctx) -> data`` or ``(data, metrics)``.
+
+    Subclass it for class-based steps, or use :func:`pipeline_step` on a function.
+    ``version`` (class attribute or set by the decorator) replaces the code part of the
+    step's fingerprint.
+    """
+
+    cacheable: bool = False
+    version: str | None = None
+
+    @abc.abstractmethod
+    def __call__(self, data: Any, ctx: FrozenContext) -> Any:
+        """Run the step."""
+
+    @property
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]:
+        """Explicit parameters (part of the step's identity)."""
+
+    @property
+    def name(self) -> str:
+        """Folder name of the step's artifacts: the class name."""
+        return type(self).__name__
+
+    def setup(self, ctx: FrozenContext) -> None:  # noqa: B027 - optional hook
+        """Called once per run with the initial context, before any replicate."""
+
+    def teardown(self, ctx: FrozenContext) -> None:  # noqa: B027 - optional hook
+        """Called once per run after every replicate, also when a replicate failed."""
+
+    @property
+    def step_hash(self) -> str:
+        """Fingerprint of the step's code and explicit parameters (SHA-256 hex)."""
+        from crystallize.fingerprint import code_fingerprint, tagged_digest, canonical
+
+        code = code_fingerprint(self.code_target(), version=self.version)
+        return tagged_digest("step", self.name, code.digest, canonical(self.params, key=self.name))
+
+    def code_target(self) -> Callable[..., Any] | type:
+        """The object whose source defines the step (the function, or the class)."""
+        return type(self)
+
+    def injected_names(self) -> tuple[str, ...]:
+        """Parameters this step reads from the context (empty for class-based steps)."""
+        return ()
+
+
+class _FunctionStep(PipelineStep):
+    """Base of the classes that :func:`pipeline_step` generates."""
+
+    fn: Callable[..., Any]
+    _sig: _Signature
+    _factory: Callable[..., PipelineStep]
+
+    def __init__(self, explicit: Mapping[str, Any]) -> None:
+        self._explicit = dict(explicit)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self._explicit)
+
+    def __call__(self, data: Any, ctx: FrozenContext) -> Any:
+        kwargs = _resolve(self._sig, self._explicit, ctx, self.name)
+        return self.fn(data, **kwargs) if self._sig.data_param else self.fn(**kwargs)
+
+    def code_target(self) -> Callable[..., Any]:
+        return self.fn
+
+    def injected_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self._sig.names if n not in self._explicit)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_step, (type(self)._factory, self._explicit))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._explicit.items())
+        return f"{self.name}({args})"
+
+
+def _rebuild_step(factory: Callable[..., PipelineStep], explicit: Mapping[str, Any]) -> PipelineStep:
+    return factory(**explicit)
+
+
+def pipeline_step(cacheable: bool = False, *, version: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., PipelineStep]]:
+    """Turn a function into a step factory.
+
+    Parameters
+    ----------
+    cacheable : bool
+        Reuse outputs of identical calls across runs (step cache).
+    version : str, optional
+        Declares the step's code version; replaces the source digest in fingerprints,
+        so a refactor that keeps behaviour can say so.
+
+    Returns
+    -------
+    Callable
+        A decorator; the decorated name becomes a factory ``name(**params) -> PipelineStep``
+        whose class is ``fn.__name__.title() + "Step"`` (e.g. ``add_delta`` -> ``Add_DeltaStep``).
+
+    Raises
+    ------
+    TypeError
+        From the factory, when given a keyword the function does not accept
+        (``"Unknown parameters: ..."``).
+
+    Notes
+    -----
+    The first positional parameter not named ``ctx`` receives the data; ``ctx`` is
+    optional. Every other parameter is resolved per call: explicit value, then the
+    context key of the same name, then ``rng`` (a seeded ``numpy.random.Generator``),
+    then the default. Unlike crystallize-ml 0.27, a context-supplied parameter needs no
+    default and the data parameter may have any name.
+
+    Examples
+    --------
+    >>> @pipeline_step()
+    ... def add_delta(data, ctx, *, delta: float = 0.0):
+    ...     return [x + delta for x in data]
+    >>> step = add_delta(delta=2.0)
+    >>> type(step).__name__, step([1.0], FrozenContext({}))
+    ('Add_DeltaStep', [3.0])
+    """
+    if callable(cacheable) and not isinstance(cacheable, bool):
+        raise TypeError("pipeline_step must be called: use @pipeline_step()")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., PipelineStep]:
+        sig = _Signature.of(fn)
+        cls = type(f"{fn.__name__.title()}Step", (_FunctionStep,), {
+            "fn": staticmethod(fn), "_sig": sig, "cacheable": cacheable, "version": version,
+            "__module__": fn.__module__, "__doc__": fn.__doc__,
+        })
+
+        def factory(**explicit: Any) -> PipelineStep:
+            unknown = sorted(set(explicit) - set(sig.names))
+            if unknown:
+                raise TypeError(f"Unknown parameters: {', '.join(unknown)}")
+            return cls(explicit)
+
+        cls._factory = factory
+        factory.__name__, factory.__qualname__ = fn.__name__, fn.__qualname__
+        factory.__doc__, factory.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
+        factory.step_class = cls  # type: ignore[attr-defined]
+        return factory
+
+    return decorate
+
+
+def _unpack(result: Any) -> tuple[Any, Mapping[str, Any] | None]:
+    """Split ``(data, metrics)`` returns; any other value is plain data."""
+    if type(result) is tuple and len(result) == 2 and isinstance(result[1], Mapping):
+        return result[0], result[1]
+    return result, None
+
+
+def _await(value: Any) -> Any:
+    """Finish an async step's awaitable from synchronous code."""
+    async def wait() -> Any:
+        return await value
+
+    return asyncio.run(wait())
+
+
+class Pipeline:
+    """An ordered, non-empty list of steps.
+
+    Parameters
+    ----------
+    steps : Sequence[PipelineStep]
+        The steps, run in order; each receives the previous one's data.
+
+    Raises
+    ------
+    ValueError
+        If ``steps`` is empty.
+    TypeError
+        If an element is not a :class:`PipelineStep` (e.g. a factory that was not called).
+    """
+
+    def __init__(self, steps: Sequence[PipelineStep]) -> None:
+        steps = list(steps)
+        if not steps:
+            raise ValueError("Pipeline must contain at least one step.")
+        for i, step in enumerate(steps):
+            if not isinstance(step, PipelineStep):
+                hint = " (did you forget to call the step factory?)" if callable(step) else ""
+                raise TypeError(f"pipeline step {i} is {step!r}, not a PipelineStep{hint}")
+        self.steps = steps
+        self._provenance: list[dict[str, Any]] = []
+
+    def signature(self) -> str:
+        """Stable text identity: step class names and explicit parameter names."""
+        return "|".join(f"{s.name}{sorted(s.params)}" for s in self.steps)
+
+    def get_provenance(self) -> list[dict[str, Any]]:
+        """Step records of the last :meth:`run` of this pipeline object."""
+        return list(self._provenance)
+
+    def run(self, data: Any, ctx: FrozenContext, *, experiment: Any = None, plugins: Sequence[Any] = (),
+            return_provenance: bool = False, **_ignored: Any) -> Any:
+        """Run every step on ``data``; metrics returned by steps go to ``ctx.metrics``.
+
+        Raises
+        ------
+        PipelineExecutionError
+            Wrapping the first exception a step raises; ``.step_name`` names it.
+        """
+        records: list[dict[str, Any]] = []
+        token = _CURRENT.set(ctx)
+        try:
+            for step in self.steps:
+                data = self._run_step(step, data, ctx, experiment, plugins, records)
+        finally:
+            _CURRENT.reset(token)
+        self._provenance = records
+        return (data, records) if return_provenance else data
+
+    async def arun(self, data: Any, ctx: FrozenContext, **kwargs: Any) -> Any:
+        """Async form of :meth:`run` (steps run in a worker thread)."""
+        return await asyncio.to_thread(self.run, data, ctx, **kwargs)
+
+    @staticmethod
+    def _run_step(step: PipelineStep, data: Any, ctx: FrozenContext, experiment: Any,
+                  plugins: Sequence[Any], records: list[dict[str, Any]]) -> Any:
+        ctx._replace("step_name", step.name)
+        for plugin in plugins:
+            plugin.before_step(experiment, step)
+        n_keys, n_metrics = len(ctx._data), {k: len(v) for k, v in ctx.metrics._values.items()}
+        try:
+            out = step(data, ctx)
+            if inspect.isawaitable(out):
+                out = _await(out)
+        except Exception as exc:
+            raise PipelineExecutionError(step.name, exc) from exc
+        if ctx._artifacts is not None:
+            ctx._artifacts.label_new(step.name)
+        data, metrics = _unpack(out)
+        if metrics:
+            for key, value in metrics.items():
+                ctx.metrics.add(key, value)
+        records.append(_record(step, ctx, n_keys, n_metrics))
+        for plugin in plugins:
+            plugin.after_step(experiment, step, data, ctx)
+        return data
+
+
+def _record(step: PipelineStep, ctx: FrozenContext, n_keys: int, before: Mapping[str, int]) -> dict[str, Any]:
+    """Provenance of one step: what it wrote to the context and metrics."""
+    wrote = list(ctx._data)[n_keys:] if len(ctx._data) > n_keys else []
+    metrics = {k: list(v[before.get(k, 0):]) for k, v in ctx.metrics._values.items() if len(v) > before.get(k, 0)}
+    return {"step": step.name, "params": step.params, "cache_hit": False,
+            "ctx_changes": {"wrote": {k: ctx._data[k] for k in wrote if k != "step_name"}, "metrics": metrics}}
+
+
+def pipeline(*steps: PipelineStep) -> Pipeline:
+    """Build a :class:`Pipeline` from steps given as arguments."""
+    return Pipeline(list(steps))

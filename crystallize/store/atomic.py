@@ -1,0 +1,72 @@
+"""Crash-safe file writes: temporary file in the same folder, then ``os.replace``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+__all__ = ["fsync_dir", "move_into_place", "write_bytes", "write_json"]
+
+
+def _temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a folder's entries (so a rename survives power loss)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_bytes(path: Path, data: bytes | memoryview, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` so readers see either the old file or the whole new one.
+
+    Parameters
+    ----------
+    path : Path
+        Destination; its folder is created if missing.
+    data : bytes
+        Content.
+    durable : bool
+        Also ``fsync`` the file and its folder.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_json(path: Path, obj: Any, *, durable: bool = False, indent: int | None = 2) -> None:
+    """Atomically write ``obj`` as JSON (keys kept in insertion order)."""
+    write_bytes(path, json.dumps(obj, indent=indent, allow_nan=True).encode("utf-8"), durable=durable)
+
+
+def move_into_place(src: Path, dst: Path, *, durable: bool = False) -> None:
+    """Move a staged file to ``dst`` atomically (copying first across file systems)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError:
+        tmp = _temp_name(dst)
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        Path(src).unlink(missing_ok=True)
+    if durable:
+        fsync_dir(dst.parent)

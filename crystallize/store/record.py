@@ -1,0 +1,148 @@
+"""The run record (``run.json``): what one version ran, reused, read and produced.
+
+``run.json`` maps **every** active condition of a run to the version that holds it, so a
+reused condition points at an older version. Readers resolve results, artifacts and
+``"(vN)"`` keys through this map.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import platform
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["SCHEMA", "ConditionOutcome", "ConditionRecord", "RunRecord", "UpstreamPin", "environment_info", "git_commit"]
+
+SCHEMA = 1
+
+
+class ConditionOutcome(enum.Enum):
+    """How a condition's replicates ended."""
+
+    COMPLETE = "complete"  # every replicate succeeded; marker written
+    FAILED = "failed"  # at least one replicate raised
+    INCOMPLETE = "incomplete"  # the run stopped before every replicate finished
+    BLOCKED = "blocked"  # not run: an upstream condition it reads failed
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPin:
+    """Which upstream run a condition read one artifact from."""
+
+    producer: str
+    artifact: str
+    version: int
+    condition: str
+    fallback: bool = False  # True: the upstream lacked this condition, so its baseline was read
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionRecord:
+    """One condition's entry in ``run.json``.
+
+    Attributes
+    ----------
+    version : int
+        Version folder holding this condition's files.
+    replicates : int
+        Replicate count the condition was run with.
+    seeds : list[int or None]
+        Seed of each replicate (``None`` for replicates that never ran).
+    metrics : list[dict or None]
+        Metric name -> values recorded by each replicate; ``None`` if it failed or never ran.
+    errors : dict[str, dict]
+        Replicate index (as text) -> ``{"type", "message", "traceback", "step"}``.
+    artifacts : dict[str, dict]
+        File name -> ``{"step": StepName, "sha256": {replicate: hex digest}}``.
+    fingerprint : str or None
+        Condition fingerprint when it was run (``None``: not reusable).
+    inputs : dict
+        The named parts of the fingerprint, so a status check can say what changed.
+    """
+
+    version: int
+    outcome: ConditionOutcome
+    replicates: int
+    seeds: list[int | None] = field(default_factory=list)
+    metrics: list[dict[str, list[Any]] | None] = field(default_factory=list)
+    tags: list[dict[str, list[Any]] | None] = field(default_factory=list)
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    upstream: tuple[UpstreamPin, ...] = ()
+    fingerprint: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        data["upstream"] = [asdict(p) for p in self.upstream]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConditionRecord:
+        values = dict(data)
+        values["outcome"] = ConditionOutcome(values["outcome"])
+        values["upstream"] = tuple(UpstreamPin(**p) for p in values.get("upstream", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """The whole ``run.json`` of one version."""
+
+    experiment: str
+    version: int
+    status: str  # "running" | "complete" | "failed"
+    started: str
+    ended: str | None
+    master_seed: int | None
+    replicates: int
+    conditions: dict[str, ConditionRecord]
+    hypotheses: list[dict[str, Any]] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    git_commit: str | None = None
+    graph: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"schema": SCHEMA}
+        for name in self.__dataclass_fields__:
+            data[name] = getattr(self, name)
+        data["conditions"] = {k: v.to_json() for k, v in self.conditions.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["conditions"] = {k: ConditionRecord.from_json(v) for k, v in data.get("conditions", {}).items()}
+        return cls(**values)
+
+    @classmethod
+    def load(cls, path: Path) -> RunRecord | None:
+        """Read ``path``; ``None`` when it is missing or unreadable (e.g. from a newer schema)."""
+        try:
+            data = json.loads(path.read_text())
+            return cls.from_json(data) if data.get("schema") == SCHEMA else None
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
+
+
+def environment_info(packages: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Python version, platform and the given package versions."""
+    return {"python": platform.python_version(), "implementation": sys.implementation.name,
+            "platform": platform.platform(terse=True), "packages": dict(sorted((packages or {}).items()))}
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit checked out at ``path`` (``None`` outside a git repository)."""
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

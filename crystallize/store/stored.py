@@ -1,0 +1,77 @@
+"""A condition's stored replicates, read from ``run.json`` or, after a crash, from its journal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crystallize.store.layout import ExperimentStore
+from crystallize.store.reader import read_journal
+from crystallize.store.record import ConditionOutcome, ConditionRecord
+
+__all__ = ["StoredCondition", "StoredReplicate", "stored_condition"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReplicate:
+    """One finished, successful replicate kept in the store."""
+
+    seed: int | None
+    metrics: dict[str, list[Any]]
+    tags: dict[str, list[Any]] | None
+    artifacts: dict[str, tuple[str, str]]  # file -> (step, sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCondition:
+    """What is on disk for one condition of one version."""
+
+    record: ConditionRecord
+    ok: dict[int, StoredReplicate] = field(default_factory=dict)  # successful replicates by index
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    def missing(self, replicates: int) -> tuple[int, ...]:
+        """Replicate indices below ``replicates`` without a successful stored result."""
+        return tuple(r for r in range(replicates) if r not in self.ok)
+
+
+def _from_record(record: ConditionRecord) -> dict[int, StoredReplicate]:
+    ok: dict[int, StoredReplicate] = {}
+    for rep, metrics in enumerate(record.metrics):
+        if metrics is None or str(rep) in record.errors:
+            continue
+        arts = {name: (info["step"], info["sha256"][str(rep)])
+                for name, info in record.artifacts.items() if str(rep) in info.get("sha256", {})}
+        seed = record.seeds[rep] if rep < len(record.seeds) else None
+        tags = record.tags[rep] if rep < len(record.tags) else None
+        ok[rep] = StoredReplicate(seed, metrics, tags, arts)
+    return ok
+
+
+def _from_journal(store: ExperimentStore, record: ConditionRecord, name: str) -> dict[int, StoredReplicate]:
+    ok: dict[int, StoredReplicate] = {}
+    for entry in read_journal(store, record.version, name):
+        if entry.get("error") is None and "metrics" in entry:
+            arts = {k: (v[0], v[1]) for k, v in entry.get("artifacts", {}).items()}
+            ok[int(entry["replicate"])] = StoredReplicate(entry.get("seed"), entry["metrics"], entry.get("tags"), arts)
+    return ok
+
+
+def stored_condition(store: ExperimentStore, name: str, record: ConditionRecord) -> StoredCondition:
+    """Successful replicates of a stored condition; incomplete ones are recovered from the journal.
+
+    A condition whose completion marker is gone (pruned by retention) keeps no replicates
+    unless its journal survives, so it is never taken as fresh.
+    """
+    if record.outcome is ConditionOutcome.COMPLETE:
+        if not store.marker(record.version, name).exists():
+            return StoredCondition(record, _from_journal(store, record, name))
+        return StoredCondition(record, _from_record(record))
+    if record.outcome is ConditionOutcome.FAILED:
+        return StoredCondition(record, _from_record(record))
+    if record.outcome is ConditionOutcome.INCOMPLETE:
+        return StoredCondition(record, _from_journal(store, record, name))
+    return StoredCondition(record)

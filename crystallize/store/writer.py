@@ -1,0 +1,113 @@
+"""Writes one version folder. Only the runner calls this; jobs never touch the store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crystallize.store.atomic import move_into_place, write_bytes, write_json
+from crystallize.store.layout import ExperimentStore
+
+if TYPE_CHECKING:
+    from crystallize.datasources.artifacts import ArtifactRecord
+    from crystallize.store.record import RunRecord
+
+__all__ = ["VersionWriter", "file_sha256"]
+
+_JOURNAL_BATCH = 256  # lines buffered per condition before a flush
+_JOURNAL_SECONDS = 1.0  # ... or seconds since the last flush
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class VersionWriter:
+    """Persists job outputs into ``<store>/v<version>``.
+
+    Every file goes through a temporary name and ``os.replace``; completion markers are
+    written last and only by :meth:`mark_complete`, so a killed run never leaves a
+    condition that looks complete.
+    """
+
+    def __init__(self, store: ExperimentStore, version: int, *, durable: bool = False) -> None:
+        self.store, self.version, self.durable = store, version, durable
+        self.manifest: dict[str, str] = {}
+        self._journal: dict[str, list[str]] = {}
+        self._last_flush = time.monotonic()
+
+    def persist_artifacts(self, condition: str, replicate: int,
+                          records: Iterable[ArtifactRecord]) -> dict[str, tuple[str, str]]:
+        """Write one job's artifact files; returns ``{file: (step, sha256)}``."""
+        written: dict[str, tuple[str, str]] = {}
+        for rec in records:
+            step = rec.step_name or "_unknown_step"
+            path = self.store.artifact(self.version, replicate, condition, step, rec.name)
+            if rec.data is not None:
+                sha = hashlib.sha256(rec.data).hexdigest()
+                write_bytes(path, rec.data, durable=self.durable)
+            else:
+                assert rec.staged is not None
+                sha = file_sha256(rec.staged)
+                move_into_place(rec.staged, path, durable=self.durable)
+            self.manifest[rec.name] = step
+            written[rec.name] = (step, sha)
+        return written
+
+    def journal(self, condition: str, entry: Mapping[str, Any]) -> None:
+        """Buffer one replicate's outcome; flushed in batches (append-only file)."""
+        lines = self._journal.setdefault(condition, [])
+        lines.append(json.dumps(entry, default=repr))
+        if len(lines) >= _JOURNAL_BATCH or time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append buffered journal lines to each condition's ``.journal.jsonl``."""
+        for condition, lines in self._journal.items():
+            if not lines:
+                continue
+            path = self.store.journal(self.version, condition)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as fh:
+                fh.write("\n".join(lines) + "\n")
+            lines.clear()
+        self._last_flush = time.monotonic()
+
+    def write_results(self, condition: str, metrics: Mapping[str, list[Any]]) -> None:
+        """0.27's ``<condition>/results.json``: ``{"metrics": {name: [values]}}``."""
+        write_json(self.store.results(self.version, condition), {"metrics": dict(metrics)}, durable=self.durable)
+
+    def mark_complete(self, condition: str) -> None:
+        """Write the completion marker (call only when every replicate succeeded)."""
+        write_bytes(self.store.marker(self.version, condition), b"", durable=self.durable)
+
+    def clear_condition(self, condition: str) -> None:
+        """Remove a condition's marker first, then its files (before rewriting it in place)."""
+        self.store.marker(self.version, condition).unlink(missing_ok=True)
+        self.store.results(self.version, condition).unlink(missing_ok=True)
+        self.store.journal(self.version, condition).unlink(missing_ok=True)
+        for rep_dir in self.store.version_dir(self.version).glob("replicate_*"):
+            shutil.rmtree(rep_dir / condition, ignore_errors=True)
+
+    def write_metadata(self, replicates: int, exp_id: str, name: str) -> None:
+        write_json(self.store.metadata(self.version), {"replicates": replicates, "id": exp_id, "name": name},
+                   durable=self.durable)
+
+    def write_manifest(self, previous: Mapping[str, str] | None = None) -> None:
+        """0.27's ``_manifest.json``: artifact file -> step class name."""
+        merged = {**(previous or {}), **self.manifest}
+        write_json(self.store.manifest(self.version), merged, durable=self.durable)
+
+    def write_record(self, record: RunRecord) -> None:
+        """Write ``run.json``."""
+        write_json(self.store.run_json(self.version), record.to_json(), durable=self.durable)
