@@ -24,6 +24,7 @@ class DataSource(abc.ABC):
     replicates: int | None = None
     files: tuple[Path, ...] = ()
     version: str | None = None
+    extra_files: tuple[Path, ...] = ()  # declared in YAML (``files:``), relative to config.yaml
 
     @abc.abstractmethod
     def fetch(self, ctx: FrozenContext) -> Any:
@@ -198,7 +199,7 @@ class ExperimentInput(DataSource):
 
     @property
     def files(self) -> tuple[Path, ...]:  # type: ignore[override]
-        return tuple(f for s in self.inputs.values() for f in s.files)
+        return tuple(f for s in self.inputs.values() for f in (*s.files, *s.extra_files))
 
 
 MultiArtifactDataSource = ExperimentInput

@@ -2,15 +2,16 @@
 
 It remembers, per code object and per class object (by identity, through weak
 references), the result of reading and normalising source, which is the slow
-part of a code fingerprint; and, per top-level module name, the distribution
-and version it belongs to. It never stores a finished fingerprint: module
+part of a code fingerprint; per source file, whether it is user, third-party or
+standard-library code; and, per top-level module name, the distribution and
+version it belongs to (so a package upgraded while the process runs is seen
+only by the next process). It never stores a finished fingerprint: module
 globals, closure cells and default values are read afresh on every call, so a
 reloaded module (new code objects) or a rebound constant is always seen.
 """
 
 from __future__ import annotations
 
-import threading
 import weakref
 from typing import Generic, TypeVar
 
@@ -34,7 +35,6 @@ class IdentityCache(Generic[T]):
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[weakref.ref[object], T]] = {}
-        self._lock = threading.Lock()
 
     def get(self, obj: object) -> T | None:
         """Return the value stored for ``obj`` itself, or ``None``."""
@@ -46,36 +46,36 @@ class IdentityCache(Generic[T]):
     def put(self, obj: object, value: T) -> None:
         """Store ``value`` for ``obj`` until ``obj`` is garbage collected."""
         key = id(obj)
-        ref = weakref.ref(obj, lambda dead, key=key: self._drop(key, dead))
-        with self._lock:
-            self._entries[key] = (ref, value)
+        self._entries[key] = (weakref.ref(obj, lambda dead, key=key: self._drop(key, dead)), value)
 
     def clear(self) -> None:
         """Forget every entry."""
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def _drop(self, key: int, dead: weakref.ref[object]) -> None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None and entry[0] is dead:
-                del self._entries[key]
+        # Runs inside garbage collection, possibly in the middle of put(): so no lock here.
+        # Single dict operations are atomic; a lost race only costs a later cache miss.
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] is dead:
+            self._entries.pop(key, None)
 
 
 class CodeCache:
-    """Static analyses by code or class identity, and package versions by module name."""
+    """Static analyses by code or class identity, origins by file, package versions by module name."""
 
     def __init__(self) -> None:
         self.static: IdentityCache[object] = IdentityCache()
+        self.origins: dict[str, object] = {}  # file name -> environment.Origin
         self.packages: dict[str, tuple[str, str]] = {}
         self.distributions: dict[str, list[str]] | None = None
 
     def clear(self) -> None:
         """Forget everything (the next fingerprint reads all sources again)."""
         self.static.clear()
+        self.origins.clear()
         self.packages.clear()
         self.distributions = None
 

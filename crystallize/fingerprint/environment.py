@@ -84,6 +84,13 @@ def module_origin(module_name: str | None, filename: str | None) -> Origin:
         return Origin.STDLIB if top in sys.stdlib_module_names else Origin.USER
     if filename.startswith("<"):
         return Origin.STDLIB if filename.startswith("<frozen") else Origin.USER
+    origin = CODE_CACHE.origins.get(filename)
+    if not isinstance(origin, Origin):
+        origin = CODE_CACHE.origins[filename] = _path_origin(filename)
+    return origin
+
+
+def _path_origin(filename: str) -> Origin:
     normalised = os.path.abspath(filename)
     if _SITE_DIRS.intersection(normalised.split(os.sep)):
         return Origin.THIRD_PARTY

@@ -92,7 +92,7 @@ def condition_parts(experiment: Experiment, settings: RunSettings, condition: st
     for key, value in experiment.initial_ctx.items():
         parts[f"ctx:{key}"] = value_digest(value, key=key)[:16]
     parts["treatment"] = _treatment_part(settings.conditions.get(condition), packages)
-    for path in experiment.datasource.files:
+    for path in (*experiment.datasource.files, *experiment.datasource.extra_files):
         parts[f"data:{Path(path)}"] = file_cache.digest(Path(path))[:16]
     for key, digest in inputs.hashes:
         parts[f"upstream:{key}"] = digest[:16]
