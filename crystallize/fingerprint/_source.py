@@ -40,6 +40,16 @@ class StaticInfo:
 def describe(obj: object) -> str:
     """``module.qualname`` of a function, class or module, for messages.
 
+    Parameters
+    ----------
+    obj : object
+        A function, class, module or any object (its class's name is used).
+
+    Returns
+    -------
+    str
+        E.g. ``"steps.train"``, ``"steps.Model.fit"``.
+
     Examples
     --------
     >>> import json
@@ -55,6 +65,19 @@ def describe(obj: object) -> str:
 
 def function_static(fn: types.FunctionType) -> StaticInfo:
     """Normalised source and referenced globals of a Python function (cached per code object).
+
+    Parameters
+    ----------
+    fn : function
+        A Python function or lambda. Its decorators are left out; a lambda is
+        found by line in its module's source, and several lambdas on one line
+        fall back to the compiled code.
+
+    Returns
+    -------
+    StaticInfo
+        Body bytes and digest, and the global names the code reads (names that
+        the compiled code also loads, so locals and annotations are excluded).
 
     Raises
     ------
@@ -72,6 +95,16 @@ def function_static(fn: types.FunctionType) -> StaticInfo:
 def class_static(cls: type) -> StaticInfo:
     """Normalised source of a class body (every method it defines) and the names it reads.
 
+    Parameters
+    ----------
+    cls : type
+        A class defined in Python source (cached per class object).
+
+    Returns
+    -------
+    StaticInfo
+        Body bytes and digest, and every name the body loads.
+
     Raises
     ------
     FingerprintError
@@ -88,6 +121,16 @@ def class_static(cls: type) -> StaticInfo:
 
 def module_static(module: types.ModuleType) -> StaticInfo:
     """Normalised source of a whole module (not cached: reloading keeps the module object).
+
+    Parameters
+    ----------
+    module : module
+        A module with a source file.
+
+    Returns
+    -------
+    StaticInfo
+        Body bytes and digest; no names (a module is hashed whole, not followed).
 
     Raises
     ------

@@ -104,8 +104,9 @@ def canonical(value: object, *, key: str = "") -> bytes:
     Raises
     ------
     UnhashableValueError
-        If the value, or anything inside it, has no canonical encoding;
-        ``.key`` is the path to the offending item.
+        If the value, or anything inside it, has no canonical encoding (this
+        includes a function whose source cannot be read); ``.key`` is the path
+        to the offending item.
     FingerprintError
         If a ``__crystallize_fingerprint__`` hook returns neither bytes nor str.
 

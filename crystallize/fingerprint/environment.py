@@ -102,6 +102,16 @@ def _path_origin(filename: str) -> Origin:
 def function_origin(fn: types.FunctionType) -> Origin:
     """Classify a Python function by the file its code object was compiled from.
 
+    Parameters
+    ----------
+    fn : function
+        A Python function (not a builtin).
+
+    Returns
+    -------
+    Origin
+        As :func:`module_origin` for ``fn.__module__`` and ``co_filename``.
+
     Examples
     --------
     >>> import json
@@ -113,6 +123,16 @@ def function_origin(fn: types.FunctionType) -> Origin:
 
 def class_origin(cls: type) -> Origin:
     """Classify a class by the file of the module that defines it.
+
+    Parameters
+    ----------
+    cls : type
+        Any class.
+
+    Returns
+    -------
+    Origin
+        As :func:`module_origin` for the module named by ``cls.__module__``.
 
     Examples
     --------
