@@ -413,7 +413,8 @@ def _record(step: PipelineStep, ctx: FrozenContext, n_keys: int, before: Mapping
     """Provenance of one step: what it wrote to the context and metrics."""
     wrote = list(ctx._data)[n_keys:] if len(ctx._data) > n_keys else []
     metrics = {k: list(v[before.get(k, 0):]) for k, v in ctx.metrics._values.items() if len(v) > before.get(k, 0)}
-    return {"step": step.name, "params": step.params, "cache_hit": False,
+    params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in step.params.items()}
+    return {"step": step.name, "params": params, "cache_hit": False,
             "ctx_changes": {"wrote": {k: ctx._data[k] for k in wrote if k != "step_name"}, "metrics": metrics}}
 
 

@@ -133,7 +133,10 @@ class ProcessBackend:
             return
         if isinstance(exc, BrokenProcessPool):
             self._restart(pool)
-            crash = WorkerCrashError(f"worker process died while running {job.condition} replicate {job.replicate}")
+            crash = WorkerCrashError(
+                f"worker process died while running {job.condition} replicate {job.replicate} (segfault, os._exit "
+                "or out of memory; a script that starts runs at import time needs an "
+                "`if __name__ == \"__main__\":` guard, because worker processes re-import the main module)")
             error = JobError("WorkerCrashError", str(crash), f"{type(exc).__name__}: {exc}", None, crash)
         else:
             error = JobError(type(exc).__name__, str(exc), repr(exc), None, exc)

@@ -108,8 +108,10 @@ def _artifact_paths(settings: RunSettings, records: Mapping[str, ConditionRecord
 def _hypotheses(settings: RunSettings, metrics: Mapping[str, TreatmentMetrics]) -> tuple[list[Any], BaseException | None]:
     """Evaluate every hypothesis over all active conditions; a missing metric is deferred."""
     baseline = metrics[BASELINE]
-    treatments = {k: v for k, v in metrics.items() if k != BASELINE}
+    treatments = {k: v for k, v in metrics.items() if k != BASELINE and any(r is not None for r in v.replicates)}
     results, deferred = [], None
+    if not any(r is not None for r in baseline.replicates) or not treatments:
+        return results, None  # nothing to compare: every baseline replicate failed or was blocked
     for hyp in settings.hypotheses:
         try:
             results.append(hyp.evaluate(baseline.metrics, {k: v.metrics for k, v in treatments.items()},
@@ -156,7 +158,10 @@ def assemble(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
                        previous.started if previous else _now(), previous.ended if previous else None,
                        settings.master_seed, settings.replicates, records,
                        [h.to_dict() for h in result.metrics.hypotheses])
-    logger.info("%s: every condition is fresh; reused %s", settings.name, ", ".join(records))
+    blocked = [n for n, r in records.items() if r.outcome is ConditionOutcome.BLOCKED]
+    logger.info("%s: nothing to run; reused %s%s", settings.name,
+                ", ".join(n for n in records if n not in blocked) or "nothing",
+                f"; blocked {', '.join(blocked)}" if blocked else "")
     return ExperimentOutcome(result, record, settings.store, plans, None, deferred)
 
 

@@ -74,11 +74,12 @@ class LoggingPlugin(BasePlugin):
         self._start = 0.0
 
     def before_run(self, experiment: Experiment) -> None:
-        logger.setLevel(getattr(logging, self.log_level.upper()))
+        if not logger.handlers:  # leave logging alone when the application (or our CLI) configured it
+            logger.addHandler(logging.StreamHandler())
+            logger.setLevel(getattr(logging, self.log_level.upper()))
         self._start = time.perf_counter()
-        logger.info("Experiment %s: %d replicates, %d treatments, %d hypotheses (seed=%s)", experiment.name,
-                    experiment.replicates, len(experiment.treatments), len(experiment.hypotheses),
-                    getattr(experiment, "master_seed", None))
+        logger.info("Experiment %s: %d replicates, %d treatments, %d hypotheses", experiment.name,
+                    experiment.replicates, len(experiment.treatments), len(experiment.hypotheses))
 
     def after_step(self, experiment: Experiment, step: PipelineStep, data: Any, ctx: Any) -> None:
         if self.verbose:

@@ -1,0 +1,147 @@
+"""The subcommands: each takes parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from crystallize.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from crystallize.graph.model import ExperimentGraph
+from crystallize.graph.status import GraphStatus, NodeState
+
+__all__ = ["list_configs", "render", "run", "status"]
+
+
+def _load(args: argparse.Namespace, console: Console | None) -> ExperimentGraph:
+    graph = ExperimentGraph.from_yaml(args.path)
+    if getattr(args, "store", None):
+        graph.store_root = Path(args.store)
+    if console is not None:
+        console.print(f"[dim]store: {Path(graph.store_root).resolve()}[/]")
+    return graph
+
+
+def _select_treatments(graph: ExperimentGraph, names: list[str]) -> None:
+    """Keep only the named treatments (own and inherited); an unknown name is a usage error."""
+    defined = {t.name for exp in graph.experiments.values() for t in exp.treatments}
+    unknown = sorted(set(names) - defined)
+    if unknown:
+        raise ValueError(f"unknown treatment(s) {', '.join(unknown)}; defined: {', '.join(sorted(defined)) or 'none'}")
+    for exp in graph.experiments.values():
+        exp.treatments = [t for t in exp.treatments if t.name in names]
+
+
+def _report_reuse(console: Console, outcomes: dict[str, Any]) -> None:
+    for name, outcome in outcomes.items():
+        reused = [n for n, p in outcome.plans.items() if not p.run]
+        ran = {n: p.status.reasons[0] for n, p in outcome.plans.items() if p.run and p.status.reasons}
+        parts = [f"reused {', '.join(reused)}"] if reused else []
+        parts += [f"ran {n} ({r.kind.value}: {r.detail})" for n, r in ran.items()]
+        console.print(f"[bold]{name}[/]: " + "; ".join(parts))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``crystallize run``: run the graph (resume by default) and print a summary per node."""
+    from crystallize.cli.progress import RunProgress
+    from crystallize.cli.summary import hypothesis_table, metrics_table
+    from crystallize.execution.graph_runner import run_graph
+
+    console = Console()
+    graph = _load(args, console)
+    if args.treatment:
+        _select_treatments(graph, args.treatment)
+    if args.seed is not None:
+        graph.seed = args.seed
+    if args.workers is not None:
+        graph.workers = args.workers
+    if args.replicates is not None and args.replicates < 1:
+        raise ValueError("--replicates must be >= 1")
+    with RunProgress(console, len(graph)) as progress:
+        outcome = run_graph(graph, replicates=args.replicates, strategy=args.strategy, only=args.only,
+                            upto=args.upto, force=args.force, backend=args.backend, on_event=progress)
+    _report_reuse(console, outcome.outcomes)
+    for name, node in outcome.outcomes.items():
+        console.print(metrics_table(name, node))
+        table = hypothesis_table(name, node)
+        if table is not None:
+            console.print(table)
+        for key, exc in node.result.errors.items():
+            console.print(f"[red]{name} {key}: {getattr(exc, 'exception_type', type(exc).__name__)}: {exc}[/]")
+    if args.render:
+        console.print(f"picture: {graph.render(args.render)}")
+    if outcome.failed:
+        console.print(f"[red]failed or blocked: {', '.join(outcome.failed)}[/]")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def status_json(graph: ExperimentGraph, status: GraphStatus) -> dict[str, Any]:
+    """The ``--json`` document (``"schema": 1``)."""
+    def reasons(items: Any) -> list[dict[str, Any]]:
+        return [{"kind": r.kind.name, "detail": r.detail, "upstream": r.upstream} for r in items]
+
+    return {"schema": 1, "graph": graph.name, "fresh": status.fresh, "nodes": {
+        name: {"state": node.state.name, "reasons": reasons(node.reasons), "conditions": {
+            c: {"state": s.state.name, "reasons": reasons(s.reasons), "missing_replicates": list(s.missing_replicates),
+                "version": s.version} for c, s in node.conditions.items()}}
+        for name, node in status.items()}}
+
+
+def status(args: argparse.Namespace) -> int:
+    """``crystallize status``: exit 0 when every node is fresh, 1 otherwise."""
+    from crystallize.cli.summary import status_table
+
+    console = None if args.json else Console()
+    graph = _load(args, console)
+    result = graph.status()
+    if args.json:
+        print(json.dumps(status_json(graph, result), indent=2))
+    else:
+        assert console is not None
+        console.print(status_table(result))
+    return EXIT_OK if all(n.state is NodeState.FRESH for n in result.values()) else EXIT_FAILED
+
+
+def render(args: argparse.Namespace) -> int:
+    """``crystallize render``: write the graph picture."""
+    console = Console()
+    graph = _load(args, console)
+    path = graph.render(args.output, status=not args.no_status, rankdir=args.rankdir, focus=args.focus,
+                        hops=args.hops)
+    console.print(f"wrote {path}")
+    return EXIT_OK
+
+
+def list_configs(args: argparse.Namespace) -> int:
+    """``crystallize list``: every config.yaml under ROOT, with load errors per file."""
+    from rich.table import Table
+
+    from crystallize.config.loader import find_configs, load_graph
+    from crystallize.errors import CrystallizeError
+
+    console = Console()
+    root = Path(args.root)
+    if not root.is_dir():
+        console.print(f"[red]{root} is not a folder[/]")
+        return EXIT_USAGE
+    table = Table(title=f"experiments under {root.resolve()}", title_justify="left")
+    for column in ("config", "name", "kind", "replicates", "treatments"):
+        table.add_column(column)
+    errors = 0
+    for path in find_configs(root):
+        try:
+            graph = load_graph(path)
+        except (CrystallizeError, ValueError, TypeError) as exc:
+            errors += 1
+            table.add_row(str(path.relative_to(root)), "", "[red]error[/]", "", str(exc))
+            continue
+        exp = next(e for e in graph.experiments.values() if getattr(e, "config_path", None) == path)
+        kind = "graph" if len(graph) > 1 else "experiment"
+        table.add_row(str(path.relative_to(root)), exp.store_name, kind, str(exp.replicates),
+                      ", ".join(t.name for t in exp.treatments))
+    console.print(table)
+    return EXIT_FAILED if errors else EXIT_OK
