@@ -3,8 +3,10 @@ version produced (or reused) in this graph run."""
 
 from __future__ import annotations
 
+import graphlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,39 +49,83 @@ def _finished(name: str, outcome: ExperimentOutcome) -> NodeFinished:
                         tuple(n for n, c in conds.items() if c.outcome is ConditionOutcome.BLOCKED))
 
 
+@dataclass
+class _Scheduler:
+    """Starts each node as soon as its upstream nodes are done; independent nodes overlap
+    when the backend has room for more than one job."""
+
+    graph: ExperimentGraph
+    chosen: set[str]
+    run_node: Callable[[str, dict[str, UpstreamRun]], ExperimentOutcome]
+    parallel: int
+    on_event: EventSink | None
+
+    def run(self) -> dict[str, ExperimentOutcome]:
+        sorter = graphlib.TopologicalSorter({n: self.graph.upstream(n) for n in self.graph.order()})
+        sorter.prepare()
+        runs: dict[str, UpstreamRun] = {}
+        outcomes: dict[str, ExperimentOutcome] = {}
+        running: dict[Future[ExperimentOutcome], str] = {}
+        with ThreadPoolExecutor(max(1, self.parallel), thread_name_prefix="crystallize-node") as pool:
+            try:
+                while sorter.is_active():
+                    for name in sorted(sorter.get_ready()):
+                        if name not in self.chosen:
+                            self._stored(name, runs)
+                            sorter.done(name)
+                            continue
+                        upstream = {u: runs[u] for u in self.graph.upstream(name) if u in runs}
+                        running[pool.submit(self.run_node, name, upstream)] = name
+                    if not running:
+                        continue
+                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        name = running.pop(future)
+                        outcomes[name] = future.result()  # a definition error stops the graph here
+                        runs[name] = outcomes[name].upstream_run
+                        if self.on_event:
+                            self.on_event(_finished(name, outcomes[name]))
+                        sorter.done(name)
+            finally:
+                for future in running:
+                    future.cancel()
+        return {n: outcomes[n] for n in self.graph.order() if n in outcomes}
+
+    def _stored(self, name: str, runs: dict[str, UpstreamRun]) -> None:
+        stored = stored_upstream(self.graph.experiments[name], self.graph.store_root)
+        if stored is not None:
+            runs[name] = stored
+
+
 def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None = None, replicates: int | None = None,
               strategy: str | None = None, only: Sequence[str] | None = None, upto: str | None = None,
               force: Sequence[str] | bool | None = None, backend: Any = None,
               on_event: EventSink | None = None) -> GraphOutcome:
-    """Run ``graph`` (see :meth:`ExperimentGraph.run`)."""
+    """Run ``graph`` (see :meth:`ExperimentGraph.run`).
+
+    Nodes run in topological order; with a shared backend of capacity > 1 independent
+    nodes run at the same time. Each node reads exactly the upstream run produced (or
+    reused) in this graph run; nodes outside ``only``/``upto`` are read from the store.
+    """
     chosen, forced = selected_nodes(graph, only, upto), forced_nodes(graph, force)
     inherited = inherited_treatments(graph, treatments)
     shared, owned = make_backend(backend if backend is not None else graph.backend, graph.workers)
-    runs: dict[str, UpstreamRun] = {}
-    outcomes: dict[str, ExperimentOutcome] = {}
-    deferred: BaseException | None = None
+
+    def run_node(name: str, upstream: dict[str, UpstreamRun]) -> ExperimentOutcome:
+        if on_event:
+            on_event(NodeStarted(name))
+        return run_experiment(
+            graph.experiments[name], treatments=treatments, replicates=replicates, strategy=strategy,
+            inherited=inherited[name], upstream=upstream, backend=shared, store_root=graph.store_root,
+            versioned=graph.versioned, graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event)
+
+    parallel = shared.capacity if shared is not None else 1
     try:
-        for name in graph.order():
-            experiment = graph.experiments[name]
-            if name not in chosen:
-                stored = stored_upstream(experiment, graph.store_root)
-                if stored is not None:
-                    runs[name] = stored
-                continue
-            if on_event:
-                on_event(NodeStarted(name))
-            outcome = run_experiment(
-                experiment, treatments=treatments, replicates=replicates, strategy=strategy,
-                inherited=inherited[name], upstream={u: runs[u] for u in graph.upstream(name) if u in runs},
-                backend=shared, store_root=graph.store_root, versioned=graph.versioned,
-                graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event)
-            outcomes[name], runs[name] = outcome, outcome.upstream_run
-            deferred = deferred or outcome.deferred
-            if on_event:
-                on_event(_finished(name, outcome))
+        outcomes = _Scheduler(graph, chosen, run_node, parallel, on_event).run()
     finally:
         if owned and shared is not None:
             shared.close()
+    deferred = next((o.deferred for o in outcomes.values() if o.deferred is not None), None)
     if deferred is not None:
         raise deferred
     return GraphOutcome({n: o.result for n, o in outcomes.items()}, outcomes)
