@@ -44,6 +44,14 @@ def _report_reuse(console: Console, outcomes: dict[str, Any]) -> None:
         console.print(f"[bold]{name}[/]: " + "; ".join(parts))
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message (step S)`` for a replicate error."""
+    original = getattr(exc, "original_exception", exc)
+    step = getattr(exc, "step", None)
+    where = f" (step {step})" if step else ""
+    return f"{getattr(exc, 'exception_type', type(original).__name__)}: {original}{where}"
+
+
 def run(args: argparse.Namespace) -> int:
     """``crystallize run``: run the graph (resume by default) and print a summary per node."""
     from crystallize.cli.progress import RunProgress
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         if table is not None:
             console.print(table)
         for key, exc in node.result.errors.items():
-            console.print(f"[red]{name} {key}: {getattr(exc, 'exception_type', type(exc).__name__)}: {exc}[/]")
+            console.print(f"[red]{name} {key}: {_describe(exc)}[/]", highlight=False)
     if args.render:
         console.print(f"picture: {graph.render(args.render)}")
     if outcome.failed:

@@ -196,23 +196,32 @@ def _node_state(conditions: Mapping[str, ConditionStatus]) -> NodeState:
     return next(s for s in _SEVERITY if s in states)
 
 
-def _waiting(status: ConditionStatus, upstream_running: set[str], inputs: ConditionInputs) -> ConditionStatus:
-    """A fresh (or blocked) condition whose upstream reruns may run: UPSTREAM_STALE, decided at run time."""
-    culprit = inputs.blocked_by if status.state is NodeState.BLOCKED else None
-    runners = sorted({culprit} & upstream_running) if culprit else sorted(upstream_running)
-    if status.state not in (NodeState.FRESH, NodeState.BLOCKED) or not runners:
+def _waiting(status: ConditionStatus, running: Mapping[str, set[str]], inputs: ConditionInputs) -> ConditionStatus:
+    """A fresh (or blocked) condition whose upstream input will be rebuilt may run: UPSTREAM_STALE.
+
+    ``running`` maps each upstream node to its conditions that are not fresh. A condition
+    waits when an upstream node will run the condition it reads, or will run its own name
+    (which it would read instead of a baseline fallback).
+    """
+    if status.state not in (NodeState.FRESH, NodeState.BLOCKED):
+        return status
+    name = status.condition
+    read = {(p.producer, p.condition) for p in inputs.pins}
+    culprits = sorted(node for node, conds in running.items()
+                      if name in conds or any((node, c) in read for c in conds)
+                      or (status.state is NodeState.BLOCKED and node == inputs.blocked_by and conds))
+    if not culprits:
         return status
     reason = StaleReason(StaleKind.UPSTREAM_CHANGED,
-                         f"upstream '{runners[0]}' will rerun; this reruns only if its artifacts change",
-                         upstream=runners[0])
-    return ConditionStatus(status.condition, NodeState.UPSTREAM_STALE, (reason,), status.missing_replicates,
-                           status.version)
+                         f"upstream '{culprits[0]}' will rerun; this reruns only if its artifacts change",
+                         upstream=culprits[0])
+    return ConditionStatus(name, NodeState.UPSTREAM_STALE, (reason,), status.missing_replicates, status.version)
 
 
 def node_status(name: str, plans: Mapping[str, ConditionPlan], inputs: Mapping[str, ConditionInputs],
-                upstream_running: set[str]) -> NodeStatus:
+                running: Mapping[str, set[str]]) -> NodeStatus:
     """Aggregate condition plans into a node status (worst state first; reasons deduplicated)."""
-    conditions = {n: _waiting(p.status, upstream_running, inputs[n]) for n, p in plans.items()}
+    conditions = {n: _waiting(p.status, running, inputs[n]) for n, p in plans.items()}
     reasons: list[StaleReason] = []
     for cond in conditions.values():
         reasons.extend(r for r in cond.reasons if r not in reasons)
@@ -234,7 +243,7 @@ def graph_status(graph: ExperimentGraph, *, strategy: str = "resume", forced: se
     inherited = inherited_treatments(graph)
     runs: dict[str, UpstreamRun] = {}
     nodes: dict[str, NodeStatus] = {}
-    running: set[str] = set()
+    running: dict[str, set[str]] = {}
     caches: dict[Path, FileHashCache] = {}
     for name in graph.order():
         exp = graph.experiments[name]
@@ -244,9 +253,9 @@ def graph_status(graph: ExperimentGraph, *, strategy: str = "resume", forced: se
         root = settings.store.root
         cache = caches.setdefault(root, FileHashCache(root / ".file-hashes.json"))
         plans = plan_conditions(exp, settings, inputs, cache, force=name in (forced or set()))
-        nodes[name] = node_status(name, plans, inputs, running & set(graph.upstream(name)))
-        if nodes[name].state is not NodeState.FRESH:
-            running.add(name)
+        upstream_running = {u: running[u] for u in graph.upstream(name) if running.get(u)}
+        nodes[name] = node_status(name, plans, inputs, upstream_running)
+        running[name] = {c for c, s in nodes[name].conditions.items() if s.state is not NodeState.FRESH}
         if settings.previous is not None:
             runs[name] = UpstreamRun(settings.store, settings.previous)
     for cache in caches.values():
