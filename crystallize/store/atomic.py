@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fsync_dir", "move_into_place", "write_bytes", "write_json"]
+__all__ = ["fsync_dir", "json_default", "move_into_place", "write_bytes", "write_json"]
 
 
 def _temp_name(path: Path) -> Path:
@@ -53,9 +53,22 @@ def write_bytes(path: Path, data: bytes | memoryview, *, durable: bool = False) 
         fsync_dir(path.parent)
 
 
+def json_default(value: Any) -> Any:
+    """JSON for values the ``json`` module does not know: numpy scalars and arrays, paths,
+    sets; anything else is stored as its ``repr`` so a run's results are never lost."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return repr(value)
+
+
 def write_json(path: Path, obj: Any, *, durable: bool = False, indent: int | None = 2) -> None:
-    """Atomically write ``obj`` as JSON (keys kept in insertion order)."""
-    write_bytes(path, json.dumps(obj, indent=indent, allow_nan=True).encode("utf-8"), durable=durable)
+    """Atomically write ``obj`` as JSON (keys kept in insertion order; see :func:`json_default`)."""
+    text = json.dumps(obj, indent=indent, allow_nan=True, default=json_default)
+    write_bytes(path, text.encode("utf-8"), durable=durable)
 
 
 def move_into_place(src: Path, dst: Path, *, durable: bool = False) -> None:

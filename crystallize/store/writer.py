@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crystallize.store.atomic import move_into_place, write_bytes, write_json
+from crystallize.store.atomic import json_default, move_into_place, write_bytes, write_json
 from crystallize.store.layout import ExperimentStore
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class VersionWriter:
     def journal(self, condition: str, entry: Mapping[str, Any]) -> None:
         """Buffer one replicate's outcome; flushed in batches (append-only file)."""
         lines = self._journal.setdefault(condition, [])
-        lines.append(json.dumps(entry, default=repr))
+        lines.append(json.dumps(entry, default=json_default))
         if len(lines) >= _JOURNAL_BATCH or time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
             self.flush()
 
@@ -98,6 +98,10 @@ class VersionWriter:
         self.store.journal(self.version, condition).unlink(missing_ok=True)
         for rep_dir in self.store.version_dir(self.version).glob("replicate_*"):
             shutil.rmtree(rep_dir / condition, ignore_errors=True)
+        try:
+            self.store.condition_dir(self.version, condition).rmdir()  # only when now empty
+        except OSError:
+            pass
 
     def write_metadata(self, replicates: int, exp_id: str, name: str) -> None:
         write_json(self.store.metadata(self.version), {"replicates": replicates, "id": exp_id, "name": name},
