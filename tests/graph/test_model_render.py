@@ -74,7 +74,7 @@ def test_render_svg_focus_and_repr(diamond, tmp_path):
     text = "".join(root.itertext())
     assert all(name in text for name in ("a", "b", "c", "d"))
     part = diamond.render(tmp_path / "part.dot", focus="a", hops=1).read_text()
-    assert "<B>b</B>" in part and "<B>c</B>" in part and "<B>d</B>" not in part
+    assert "<B>b</B><BR/>" in part and "<B>c</B><BR/>" in part and "<B>d</B><BR/>" not in part
     assert diamond._repr_svg_().lstrip().startswith("<?xml") or "<svg" in diamond._repr_svg_()
 
 
