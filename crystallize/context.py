@@ -33,16 +33,18 @@ def current_context() -> FrozenContext | None:
 class FrozenMetrics:
     """Append-only metric lists, one per metric name, with optional tags per value."""
 
-    __slots__ = ("_values", "_tags")
+    __slots__ = ("_values", "_tags", "log")
 
     def __init__(self) -> None:
         self._values: dict[str, list[Any]] = {}
         self._tags: dict[str, list[dict[str, Any]]] = {}
+        self.log: list[tuple[str, Any]] = []  # every (key, value) in order, for per-step provenance
 
     def add(self, key: str, value: Any, tags: Mapping[str, Any] | None = None) -> None:
         """Append ``value`` to metric ``key``; ``tags`` are kept beside the value."""
         self._values.setdefault(key, []).append(value)
-        self._tags.setdefault(key, []).append(dict(tags or {}))
+        self._tags.setdefault(key, []).append(dict(tags) if tags else {})
+        self.log.append((key, value))
 
     def __getitem__(self, key: str) -> tuple[Any, ...]:
         return tuple(self._values[key])

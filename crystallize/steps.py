@@ -293,6 +293,7 @@ def pipeline_step(cacheable: bool = False, *, version: str | None = None) -> Cal
         sig = _Signature.of(fn)
         cls = type(f"{fn.__name__.title()}Step", (_FunctionStep,), {
             "fn": staticmethod(fn), "_sig": sig, "cacheable": cacheable, "version": version,
+            "_maybe_async": inspect.iscoroutinefunction(fn),
             "__module__": fn.__module__, "__doc__": fn.__doc__,
         })
 
@@ -390,10 +391,10 @@ class Pipeline:
         ctx._replace("step_name", step.name)
         for plugin in plugins:
             plugin.before_step(experiment, step)
-        n_keys, n_metrics = len(ctx._data), {k: len(v) for k, v in ctx.metrics._values.items()}
+        n_keys, n_metrics = len(ctx._data), len(ctx.metrics.log)
         try:
             out = step(data, ctx)
-            if inspect.isawaitable(out):
+            if getattr(step, "_maybe_async", True) and inspect.isawaitable(out):
                 out = _await(out)
         except Exception as exc:
             raise PipelineExecutionError(step.name, exc) from exc
@@ -409,13 +410,25 @@ class Pipeline:
         return data
 
 
-def _record(step: PipelineStep, ctx: FrozenContext, n_keys: int, before: Mapping[str, int]) -> dict[str, Any]:
-    """Provenance of one step: what it wrote to the context and metrics."""
-    wrote = list(ctx._data)[n_keys:] if len(ctx._data) > n_keys else []
-    metrics = {k: list(v[before.get(k, 0):]) for k, v in ctx.metrics._values.items() if len(v) > before.get(k, 0)}
-    params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in step.params.items()}
-    return {"step": step.name, "params": params, "cache_hit": False,
-            "ctx_changes": {"wrote": {k: ctx._data[k] for k in wrote if k != "step_name"}, "metrics": metrics}}
+def _plain_params(step: PipelineStep) -> dict[str, Any]:
+    """The step's explicit parameters as plain values (cached per step object)."""
+    cached = step.__dict__.get("_provenance_params")
+    if cached is None:
+        cached = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in step.params.items()}
+        step.__dict__["_provenance_params"] = cached
+    return cached
+
+
+def _record(step: PipelineStep, ctx: FrozenContext, n_keys: int, n_metrics: int) -> dict[str, Any]:
+    """Provenance of one step: what it wrote to the context and metrics (cheap when nothing changed)."""
+    wrote: dict[str, Any] = {}
+    if len(ctx._data) > n_keys:
+        wrote = {k: ctx._data[k] for k in list(ctx._data)[n_keys:] if k != "step_name"}
+    metrics: dict[str, list[Any]] = {}
+    for key, value in ctx.metrics.log[n_metrics:]:
+        metrics.setdefault(key, []).append(value)
+    return {"step": step.name, "params": _plain_params(step), "cache_hit": False,
+            "ctx_changes": {"wrote": wrote, "metrics": metrics}}
 
 
 def pipeline(*steps: PipelineStep) -> Pipeline:

@@ -79,7 +79,7 @@ class ConditionRecord:
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
         data["outcome"] = self.outcome.value
         data["upstream"] = [asdict(p) for p in self.upstream]
         return data

@@ -113,5 +113,13 @@ class VersionWriter:
         write_json(self.store.manifest(self.version), merged, durable=self.durable)
 
     def write_record(self, record: RunRecord) -> None:
-        """Write ``run.json``."""
-        write_json(self.store.run_json(self.version), record.to_json(), durable=self.durable)
+        """Write ``run.json``: one top-level key per line, one condition per line (fast C encoder,
+        still readable and diff-friendly)."""
+        data = record.to_json()
+        conditions = data.pop("conditions")
+        dump = lambda v: json.dumps(v, default=json_default)  # noqa: E731
+        lines = [f"  {dump(k)}: {dump(v)}" for k, v in data.items()]
+        body = ",\n".join(f"    {dump(k)}: {dump(v)}" for k, v in conditions.items())
+        lines.append(f'  "conditions": {{\n{body}\n  }}')
+        text = "{\n" + ",\n".join(lines) + "\n}\n"
+        write_bytes(self.store.run_json(self.version), text.encode("utf-8"), durable=self.durable)
