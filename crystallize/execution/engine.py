@@ -253,6 +253,17 @@ def _custom_loop(experiment: Experiment, plugin: Any, jobs: Sequence[Job], colle
         collector.add(result)
 
 
+def _warn_shared_random_state(settings: RunSettings, backend: Backend | None) -> None:
+    """Threads share ``random``/``numpy.random``: seeding them per replicate cannot be reproducible."""
+    from crystallize.plugins.builtin import default_seed_function
+
+    if backend is not None and not backend.remote and backend.capacity > 1 \
+            and settings.seed_fn is default_seed_function:
+        logger.warning("%s: replicates run concurrently in threads, so the global random/numpy.random state "
+                       "seeded per replicate is shared; take an `rng` parameter for reproducible randomness",
+                       settings.name)
+
+
 def _backend_for(experiment: Experiment, backend: Backend | None) -> tuple[Backend | None, Any, bool]:
     """The backend to use, a 0.27 custom-loop plugin (if any), and whether we own the backend."""
     if backend is not None:
@@ -290,6 +301,7 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         collector = Collector(settings.name, writer, runs, on_event)
         collector.carry_over(settings.store)
         writer.write_record(running_record(settings, plans, runs, version))
+        _warn_shared_random_state(settings, chosen)
         ref = _definition(experiment, settings, remote=bool(chosen is not None and chosen.remote))
         jobs = _jobs(ref, settings, runs)
         if on_event:
