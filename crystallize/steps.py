@@ -355,8 +355,17 @@ class Pipeline:
         self._provenance: list[dict[str, Any]] = []
 
     def signature(self) -> str:
-        """Stable text identity: step class names and explicit parameter names."""
-        return "|".join(f"{s.name}{sorted(s.params)}" for s in self.steps)
+        """Stable text identity: step class names and explicit parameters.
+
+        Plain values (str, int, float, bool, None) appear with their ``repr``; other
+        objects by type name only, so the text never holds a memory address
+        (crystallize-ml 0.27's signatures did, W-14).
+        """
+        def show(value: Any) -> str:
+            return repr(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+
+        return "|".join(s.name + "{" + ", ".join(f"{k}={show(v)}" for k, v in sorted(s.params.items())) + "}"
+                        for s in self.steps)
 
     def get_provenance(self) -> list[dict[str, Any]]:
         """Step records of the last :meth:`run` of this pipeline object."""
