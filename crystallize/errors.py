@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "ArtifactNotFoundError",
@@ -55,6 +56,18 @@ __all__ = [
 
 class CrystallizeError(Exception):
     """Base class: ``except CrystallizeError`` catches everything crystallize raises."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take their own constructor arguments, so rebuild from args + attributes
+        # instead of calling __init__ (errors cross process boundaries inside job results).
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_error(cls: type[CrystallizeError], args: tuple[Any, ...], state: dict[str, Any]) -> CrystallizeError:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
 
 
 class DefinitionError(CrystallizeError, ValueError):

@@ -51,13 +51,31 @@ class ArtifactPathSource(DataSource):
 
     def fetch(self, ctx: FrozenContext) -> Path:
         pinned = ctx._inputs.get(self.artifact.key)
-        if pinned is None:
-            raise FileNotFoundError(f"no run of '{self.producer.store_name}' is available for '{self.name}'")
-        root = Path(pinned.version_dir)
+        root = Path(pinned.version_dir) if pinned is not None else self._newest_version_dir()
+        if root is None:
+            raise FileNotFoundError(f"no run of '{self.artifact.producer_name}' is available for '{self.name}'")
         path = root / f"replicate_{int(ctx.get('replicate', 0))}" / self.condition / self.step / self.name
         if not path.exists():
             raise FileNotFoundError(f"artifact not found: {path}")
         return path
+
+    def _newest_version_dir(self) -> Path | None:
+        """Outside a run (0.27's ``paths.fetch(ctx)``): the version holding the producer's newest
+        complete ``condition``; ``None`` when there is none (or in a worker, without the producer)."""
+        from crystallize.plugins.builtin import ArtifactPlugin
+        from crystallize.store.layout import ExperimentStore
+        from crystallize.store.reader import latest_record
+        from crystallize.store.record import ConditionOutcome
+
+        if self.producer is None:
+            return None
+        plugin = self.producer.get_plugin(ArtifactPlugin) or ArtifactPlugin()
+        store = ExperimentStore(plugin.root_dir, self.producer.store_name)
+        record = latest_record(store)
+        entry = record.conditions.get(self.condition) if record is not None else None
+        if entry is None or entry.outcome is not ConditionOutcome.COMPLETE:
+            return None
+        return store.version_dir(entry.version)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

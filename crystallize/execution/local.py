@@ -90,7 +90,7 @@ def _run_job_remote(job: Job) -> JobResult:
     result = run_job(job)
     if result.error is not None and result.error.exception is not None:
         try:
-            pickle.dumps(result.error.exception)
+            pickle.loads(pickle.dumps(result.error.exception))  # must also load in the runner
         except Exception:
             err = result.error
             result = JobResult(result.condition, result.replicate, result.seed, None,

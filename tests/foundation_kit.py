@@ -1,0 +1,48 @@
+"""Small experiment building blocks and store helpers shared by the foundation tests.
+
+Kept out of ``conftest.py`` because several test folders have their own ``conftest``
+module, which makes ``from conftest import ...`` ambiguous. Everything is module level
+so process pools can pickle it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from crystallize import FrozenContext, data_source, pipeline_step
+
+@data_source
+def scores(ctx: FrozenContext, size: int = 4) -> list[int]:
+    """``[rep, rep+1, ...]``: one list per replicate (examples-0.27 section 1)."""
+    rep = ctx.get("replicate", 0)
+    return [rep + i for i in range(size)]
+
+
+@pipeline_step()
+def shift(data: list[float], ctx: FrozenContext, *, offset: float = 0.0) -> list[float]:
+    return [x + offset for x in data]
+
+
+@pipeline_step()
+def summarise(data: list[float], ctx: FrozenContext) -> Any:
+    return data, {"mean": sum(data) / len(data)}
+
+
+@pipeline_step()
+def fail_at(data: Any, ctx: FrozenContext, *, fail_replicate: int = -1, fail_condition: str = "*") -> Any:
+    """Raises ``RuntimeError`` at one replicate (and condition, ``"*"`` = any)."""
+    if ctx["replicate"] == fail_replicate and fail_condition in ("*", ctx["condition"]):
+        raise RuntimeError(f"boom at replicate {fail_replicate}")
+    return data
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file (helper for store assertions)."""
+    return json.loads(Path(path).read_text())
+
+
+def files_under(root: Path) -> list[str]:
+    """Every file under ``root`` as sorted POSIX paths relative to it."""
+    return sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*") if p.is_file())
