@@ -14,14 +14,16 @@ from crystallize.names import BASELINE
 from crystallize.plugins.builtin import ArtifactPlugin, SeedPlugin, default_seed_function
 from crystallize.store.layout import ExperimentStore
 from crystallize.store.reader import latest_record
-from crystallize.store.record import ConditionOutcome, RunRecord, UpstreamPin
+from crystallize.graph.status import StaleKind
+from crystallize.store.record import ConditionOutcome, ConditionRecord, RunRecord, UpstreamPin
 
 if TYPE_CHECKING:
     from crystallize.experiment import Experiment
     from crystallize.hypothesis import Hypothesis
     from crystallize.treatments import Treatment
 
-__all__ = ["ConditionInputs", "RunSettings", "UpstreamRun", "resolve_inputs", "resolve_settings", "stored_upstream"]
+__all__ = ["ConditionInputs", "RunSettings", "UpstreamContent", "UpstreamRun", "content_digest", "resolve_inputs",
+           "resolve_settings", "stored_upstream"]
 
 STRATEGIES = ("rerun", "resume")
 
@@ -111,6 +113,56 @@ def resolve_settings(experiment: Experiment, *, treatments: Sequence[Treatment] 
         previous=previous)
 
 
+def content_digest(shas: Mapping[str, str], below: int | None = None) -> str:
+    """Digest over per-replicate artifact hashes (only replicates ``< below`` when given).
+
+    Examples
+    --------
+    >>> content_digest({"1": "bb", "0": "aa"}) == content_digest({"0": "aa", "1": "bb", "2": "cc"}, below=2)
+    True
+    """
+    import hashlib
+
+    keys = sorted((k for k in shas if below is None or int(k) < below), key=int)
+    return hashlib.sha256("|".join(f"{k}:{shas[k]}" for k in keys).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamContent:
+    """What one condition reads of one upstream artifact: its per-replicate content hashes.
+
+    Attributes
+    ----------
+    key : str
+        ``"<producer>#<artifact>"``.
+    replicates : int
+        Replicate count of the upstream condition read.
+    shas : Mapping[str, str]
+        Upstream replicate index (as text) -> SHA-256 of the file.
+    """
+
+    key: str
+    replicates: int
+    shas: Mapping[str, str]
+
+    @property
+    def part(self) -> str:
+        """Fingerprint part: ``"<replicates>:<digest prefix>"``."""
+        return f"{self.replicates}:{content_digest(self.shas)[:16]}"
+
+    def extends(self, old_part: Any, consumer_replicates: int) -> bool:
+        """True when only new upstream replicates were added since ``old_part`` and the
+        consumer's ``consumer_replicates`` stored replicates read none of them.
+
+        Consumer replicate ``r`` reads upstream replicate ``r % replicates``; when
+        ``r`` is below the old upstream count it reads the same, unchanged file.
+        """
+        count, sep, digest = str(old_part).partition(":")
+        if not sep or not count.isdigit() or int(count) >= self.replicates:
+            return False
+        return consumer_replicates <= int(count) and content_digest(self.shas, int(count))[:16] == digest
+
+
 @dataclass(frozen=True, slots=True)
 class ConditionInputs:
     """The upstream files one condition reads, and why it cannot run (``blocked``)."""
@@ -119,7 +171,8 @@ class ConditionInputs:
     pins: tuple[UpstreamPin, ...]
     blocked: str | None = None
     blocked_by: str | None = None  # the upstream experiment whose condition did not complete
-    hashes: tuple[tuple[str, str], ...] = ()  # (artifact key, content digest over replicates)
+    content: tuple[UpstreamContent, ...] = ()
+    blocked_kind: StaleKind | None = None  # FAILED or INCOMPLETE: how the upstream condition ended
 
 
 def _standalone_upstream(experiment: Experiment) -> dict[str, UpstreamRun]:
@@ -149,8 +202,8 @@ def resolve_inputs(experiment: Experiment, conditions: Sequence[str],
     for condition in conditions:
         artifacts: dict[str, ArtifactInput] = {}
         pins: list[UpstreamPin] = []
-        hashes: list[tuple[str, str]] = []
-        blocked = blocked_by = None
+        content: list[UpstreamContent] = []
+        blocked = blocked_by = blocked_kind = None
         for artifact in experiment.upstream_artifacts:
             run = runs.get(artifact.producer_name or "")
             if run is None:
@@ -158,7 +211,7 @@ def resolve_inputs(experiment: Experiment, conditions: Sequence[str],
             source = condition if condition in run.record.conditions else BASELINE
             record = run.record.conditions.get(source)
             if record is None or record.outcome is not ConditionOutcome.COMPLETE:
-                blocked = f"upstream '{artifact.producer_name}' condition '{source}' did not complete"
+                blocked, blocked_kind = _blocked_reason(artifact.producer_name or "", source, record)
                 blocked_by = artifact.producer_name
                 continue
             entry = record.artifacts.get(artifact.name, {})
@@ -167,18 +220,19 @@ def resolve_inputs(experiment: Experiment, conditions: Sequence[str],
                                                     entry.get("step", "_unknown_step"), record.replicates)
             pins.append(UpstreamPin(artifact.producer_name or "", artifact.name, record.version, source,
                                     fallback=source != condition))
-            hashes.append((artifact.key, _content_digest(entry)))
-        out[condition] = ConditionInputs(artifacts, tuple(pins), blocked, blocked_by, tuple(hashes))
+            content.append(UpstreamContent(artifact.key, record.replicates, dict(entry.get("sha256", {}))))
+        out[condition] = ConditionInputs(artifacts, tuple(pins), blocked, blocked_by, tuple(content), blocked_kind)
     return out
 
 
-def _content_digest(entry: Mapping[str, Any]) -> str:
-    """Digest over an artifact's per-replicate hashes (what downstream freshness compares)."""
-    import hashlib
-
-    shas = entry.get("sha256", {})
-    text = "|".join(f"{k}:{shas[k]}" for k in sorted(shas, key=int))
-    return hashlib.sha256(text.encode()).hexdigest()
+def _blocked_reason(producer: str, source: str, record: ConditionRecord | None) -> tuple[str, StaleKind]:
+    """Why a condition cannot run: the upstream condition it reads failed, is blocked or incomplete."""
+    outcome = record.outcome if record is not None else None
+    if outcome is ConditionOutcome.FAILED:
+        return f"upstream '{producer}' condition '{source}' failed", StaleKind.FAILED
+    if outcome is ConditionOutcome.BLOCKED:
+        return f"upstream '{producer}' condition '{source}' is blocked", StaleKind.FAILED
+    return f"upstream '{producer}' condition '{source}' did not complete", StaleKind.INCOMPLETE
 
 
 def stored_upstream(experiment: Experiment, store_root: Path | None) -> UpstreamRun | None:
