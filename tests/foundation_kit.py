@@ -46,3 +46,14 @@ def read_json(path: Path) -> Any:
 def files_under(root: Path) -> list[str]:
     """Every file under ``root`` as sorted POSIX paths relative to it."""
     return sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*") if p.is_file())
+
+
+def write_folder(folder: Path, files: dict[str, str]) -> Path:
+    """Write ``{relative name: text}`` into ``folder`` (texts are dedented); returns ``folder``."""
+    import textwrap
+
+    for name, text in files.items():
+        path = Path(folder) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return Path(folder)

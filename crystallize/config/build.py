@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,10 +58,18 @@ def _function(module: ModuleType | None, name: Any, *, cfg: ExperimentConfig, fi
         raise ConfigError(f"'{name}' needs {file} beside config.yaml, which does not exist", path=cfg.path, key=key)
     fn = getattr(module, name, None)
     if fn is None or not callable(fn):
-        names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        raise ConfigError(f"'{name}' not found in {file} (available: {', '.join(names) or 'none'})", path=cfg.path,
-                          key=key)
+        names = _defined_in(module)
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"'{name}' not found in {file} ({hint}available: {', '.join(names) or 'none'})",
+                          path=cfg.path, key=key)
     return fn
+
+
+def _defined_in(module: ModuleType) -> list[str]:
+    """Public callables defined in ``module`` itself (not the ones it imports)."""
+    return sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_")
+                  and getattr(inspect.unwrap(v), "__module__", None) == module.__name__)
 
 
 def _call(factory: Any, params: Any, *, cfg: ExperimentConfig, key: str) -> Any:

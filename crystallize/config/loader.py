@@ -25,6 +25,7 @@ from crystallize.config.schema import (
 from crystallize.config.yamlfile import read_yaml
 from crystallize.datasources.artifacts import Artifact
 from crystallize.errors import ConfigError, CrystallizeError, DefinitionError
+from crystallize.names import validate_name
 
 __all__ = ["ExperimentConfig", "find_configs", "load_experiment", "load_graph"]
 
@@ -59,6 +60,10 @@ def _read_config(path: Path) -> ExperimentConfig:
     check_keys(data, EXPERIMENT_KEYS, path=path, where="")
     name = data.get("name", path.parent.name)
     expect(name, str, path=path, key="name")
+    try:
+        validate_name(name, what="experiment")
+    except CrystallizeError as exc:
+        raise ConfigError(str(exc), path=path, key="name") from exc
     modules = {stem: load_module(path.parent / f"{stem}.py") for stem in ("datasources", "steps", "outputs", "verifiers")}
     return ExperimentConfig(path, data, name, modules)
 

@@ -133,9 +133,12 @@ class RunRecord:
 
 
 def environment_info(packages: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Python version, platform and the given package versions."""
+    """Python version, platform, the crystallize version and the given package versions."""
+    from crystallize import __version__
+
     return {"python": platform.python_version(), "implementation": sys.implementation.name,
-            "platform": platform.platform(terse=True), "packages": dict(sorted((packages or {}).items()))}
+            "platform": platform.platform(terse=True), "crystallize": __version__,
+            "packages": dict(sorted((packages or {}).items()))}
 
 
 def git_commit(path: Path) -> str | None:
