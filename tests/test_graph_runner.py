@@ -106,7 +106,8 @@ def test_failed_upstream_blocks_downstream_and_independent_branch_continues(tmp_
     assert results["side"].metrics.baseline.metrics["total"] == [2, 2]
     status = graph.status()
     assert status["bad"].state is NodeState.FAILED
-    assert status["down"].state is NodeState.UPSTREAM_STALE  # decided once 'bad' reruns
+    # nothing of 'down' is stored (it was blocked): never run, waiting for 'bad' (staleness issue 3)
+    assert status["down"].state is NodeState.NEVER_RUN and status["down"].reasons[0].upstream == "bad"
 
 
 def test_definition_errors_name_the_culprit():

@@ -109,16 +109,18 @@ def use_numpy(data, ctx):
 
 
 def build(root, shape="chain", *, versioned=False, replicates=2, seed=7, treatments=(), initial_ctx=None,
-          delta=0.0, factor=2.0, extra_step=None):
+          delta=None, factor=2.0, extra_step=None, hypotheses=()):
     arts = {{name: Artifact(f"{{name}}.json") for name in "abcd"}}
 
     def node(name, source, step, out=True, own=()):
         return Experiment(source, [step] + ([extra_step()] if extra_step and name == "a" else []), name=name,
                           outputs=[arts[name]] if out else [], treatments=list(own), replicates=replicates,
+                          hypotheses=list(hypotheses) if name == "a" else [],
                           initial_ctx=initial_ctx if name == "a" else None,
                           plugins=[ArtifactPlugin(root_dir=root, versioned=versioned), SeedPlugin(seed=seed)])
 
-    a = node("a", numbers(), produce(out=arts["a"], delta=delta), own=treatments)
+    explicit = {{}} if delta is None else {{"delta": delta}}
+    a = node("a", numbers(), produce(out=arts["a"], **explicit), own=treatments)
     if shape == "chain":
         rest = [node("b", arts["a"], transform(out=arts["b"], factor=factor)),
                 node("c", arts["b"], transform(), out=False)]

@@ -166,9 +166,15 @@ def _decide(name: str, stored: StoredCondition | None, parts: dict[str, str], in
     return status, run, stored
 
 
-def _blocked_plan(name: str, inputs: ConditionInputs, replicates: int) -> ConditionPlan:
+def _blocked_plan(name: str, inputs: ConditionInputs, replicates: int, stored: bool) -> ConditionPlan:
+    """Cannot run now: an upstream condition it reads did not complete. Nothing stored reads NEVER_RUN."""
+    everything = tuple(range(replicates))
+    if not stored:
+        reason = StaleReason(StaleKind.NEVER_RUN, f"condition '{name}' has no stored run; it waits for "
+                             f"{inputs.blocked}", upstream=inputs.blocked_by)
+        return ConditionPlan(_status(name, NodeState.NEVER_RUN, (reason,), everything), ())
     reason = StaleReason(inputs.blocked_kind or StaleKind.FAILED, inputs.blocked or "", upstream=inputs.blocked_by)
-    return ConditionPlan(_status(name, NodeState.BLOCKED, (reason,), tuple(range(replicates))), ())
+    return ConditionPlan(_status(name, NodeState.BLOCKED, (reason,), everything), ())
 
 
 def plan_conditions(experiment: Experiment, settings: RunSettings, inputs: Mapping[str, ConditionInputs],
@@ -207,7 +213,7 @@ def plan_conditions(experiment: Experiment, settings: RunSettings, inputs: Mappi
     plans: dict[str, ConditionPlan] = {}
     for name in settings.conditions:
         if inputs[name].blocked:
-            plans[name] = _blocked_plan(name, inputs[name], settings.replicates)
+            plans[name] = _blocked_plan(name, inputs[name], settings.replicates, name in stored_names)
             continue
         parts, fingerprint = _parts(experiment, settings, name, inputs[name], cache, shared, memo)
         if force or settings.strategy == "rerun" or fingerprint is None:
