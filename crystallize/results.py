@@ -231,6 +231,22 @@ class Result:
         Path(path).write_text(text)
         return None
 
+    def to_parquet(self, path: str | Path) -> None:
+        """Write one row per condition and metric (``condition, metric, values, mean``) as Parquet.
+
+        Needs pandas and a Parquet engine (pyarrow). Treatment rows use plain names.
+        """
+        import pandas as pd
+
+        conditions = {"baseline": self.metrics.baseline, **self.metrics.treatments.plain()}
+        rows = []
+        for condition, tm in conditions.items():
+            for metric, values in tm.metrics.items():
+                numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+                mean = sum(numbers) / len(numbers) if numbers and len(numbers) == len(values) else None
+                rows.append({"condition": condition, "metric": metric, "values": list(values), "mean": mean})
+        pd.DataFrame(rows, columns=["condition", "metric", "values", "mean"]).to_parquet(path)
+
     def print_tree(self, fmt: str = "treatment > replicate > step > action") -> None:
         """Print the provenance tree (levels from ``treatment``, ``replicate``, ``step``, ``action``)."""
         from crystallize.results_tree import print_provenance_tree

@@ -1023,3 +1023,188 @@ class TestSingleShotAndHelpers:
         assert "Treatment 't'" in printed and "Replicate 0" in printed and "Step LossStep" in printed
         with pytest.raises(ValueError, match="unknown level 'bogus'"):
             r.print_tree("bogus")
+
+
+# --- reference-0.27 details (sections 1-9) that the examples only touch ------------------------------
+
+@pipeline_step()
+def who_am_i(data: Any, ctx: FrozenContext) -> Any:
+    return data, {"who": ctx["step_name"]}
+
+
+@pipeline_step()
+def path_first(path: Any, ctx: FrozenContext, *, suffix: str = "!") -> Any:
+    return f"{path}{suffix}"
+
+
+class SetupTeardown(PipelineStep):
+    """Class-based step recording its setup/teardown calls."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def setup(self, ctx: FrozenContext) -> None:
+        self.log.append(("setup", dict(ctx.as_dict())))
+
+    def teardown(self, ctx: FrozenContext) -> None:
+        self.log.append(("teardown",))
+
+    def __call__(self, data: Any, ctx: FrozenContext) -> Any:
+        return data
+
+
+class TestReferenceDetails:
+    def test_context_copies_initial_and_exposes_a_read_only_view(self) -> None:
+        source = {"cfg": {"lr": 0.1}}
+        ctx = FrozenContext(source)
+        source["cfg"]["lr"] = 9.9
+        assert ctx["cfg"] == {"lr": 0.1}
+        view = ctx.as_dict()
+        with pytest.raises(TypeError):
+            view["new"] = 1  # type: ignore[index]
+        assert ctx.get("missing", 3) == 3 and "cfg" in ctx
+        assert ctx.logger.name == "crystallize"
+
+    def test_framework_keys_in_the_context(self) -> None:
+        res = Experiment(datasource=readings(), pipeline=Pipeline([who_am_i(), record_seed()]), name="keys",
+                         plugins=[SeedPlugin(seed=4)]).run()
+        assert res.metrics.baseline.metrics["who"] == ["Who_Am_IStep"]
+        assert res.metrics.baseline.metrics["seed"] == [4]
+
+    def test_step_factory_rules(self) -> None:
+        """W-11 fixed: the data parameter may have any name."""
+        assert path_first()("x", standalone_context()) == "x!"
+        assert path_first(suffix="?").params == {"suffix": "?"} and path_first().params == {}
+        with pytest.raises(TypeError, match=r"pipeline_step must be called: use @pipeline_step\(\)"):
+            pipeline_step(lambda data, ctx: data)  # type: ignore[arg-type]
+
+    def test_pipeline_helpers(self) -> None:
+        from crystallize import inject_from_ctx, pipeline
+
+        p = pipeline(shift(offset=2.0), summarise())
+        assert isinstance(p, Pipeline) and p.signature() == Pipeline([shift(offset=2.0), summarise()]).signature()
+        assert p.run([1.0], standalone_context()) == [3.0]
+        assert [r["step"] for r in p.get_provenance()] == ["ShiftStep", "SummariseStep"]
+        assert p.get_provenance()[1]["ctx_changes"]["metrics"] == {"mean": [3.0]}
+
+        @inject_from_ctx
+        def scale(data: float, ctx: FrozenContext, *, factor: float = 1.0) -> float:
+            return data * factor
+
+        assert scale(2.0, standalone_context({"factor": 3.0})) == 6.0
+
+    def test_setup_and_teardown_run_once_per_run(self) -> None:
+        log: list[Any] = []
+        Experiment(datasource=readings(), pipeline=Pipeline([SetupTeardown(log)]), name="st", replicates=3,
+                   initial_ctx={"a": 1}).run()
+        assert log == [("setup", {"a": 1}), ("teardown",)]
+
+    def test_data_source_factory_rules(self) -> None:
+        @data_source()
+        def with_parens(ctx: FrozenContext) -> int:
+            return 1
+
+        @data_source
+        def needs(ctx: FrozenContext, n: int) -> int:
+            return n
+
+        assert with_parens().fetch(standalone_context()) == 1
+        assert needs(n=4).fetch(standalone_context()) == 4
+        with pytest.raises(TypeError, match="Missing parameters: n"):
+            needs()
+        with pytest.raises(TypeError, match="Unknown parameters: nope"):  # 0.27 ignored unknown overrides
+            scores(nope=1)
+        with pytest.raises(ValueError, match="ExperimentInput requires at least one input"):
+            ExperimentInput()
+
+    def test_registry_duplicates(self) -> None:
+        from crystallize import register_datasource
+
+        register_datasource("nums", readings())
+        with pytest.raises(ValueError, match="Datasource 'nums' is already registered"):
+            register_datasource("nums", readings())
+
+    def test_callable_treatment_and_bad_payload(self) -> None:
+        t = Treatment("fn", lambda ctx: ctx.add("offset", 1.0))
+        assert t.apply_map == {}
+        ctx = standalone_context()
+        t.apply(ctx)
+        assert ctx["offset"] == 1.0
+        with pytest.raises(TypeError, match="apply must be a mapping or callable, not int"):
+            Treatment("x", 3)  # type: ignore[arg-type]
+
+    def test_auto_seed_off_gives_every_replicate_the_master_seed(self) -> None:
+        res = Experiment(datasource=scores(), pipeline=Pipeline([record_seed()]), name="fixed", replicates=3,
+                         plugins=[SeedPlugin(seed=9, auto_seed=False)]).run()
+        assert res.metrics.baseline.metrics["seed"] == [9, 9, 9]
+
+    def test_seed_fn_is_called_with_each_replicate_seed(self) -> None:
+        seen: list[int] = []
+        Experiment(datasource=scores(), pipeline=Pipeline([shift()]), name="sfn", replicates=2,
+                   plugins=[SeedPlugin(seed=1, seed_fn=seen.append)]).run()
+        assert seen == [1, 31338]
+
+    def test_run_inside_an_event_loop(self) -> None:
+        async def main() -> Any:
+            return opt_demo().run().metrics.baseline.metrics
+
+        assert asyncio.run(main()) == {"loss": [3.0]}
+
+    def test_arun(self) -> None:
+        assert asyncio.run(opt_demo().arun()).metrics.baseline.metrics == {"loss": [3.0]}
+
+    def test_own_plugin_suppresses_only_that_default(self) -> None:
+        exp = opt_demo(plugins=[SeedPlugin(seed=3)])
+        assert [type(p).__name__ for p in exp.plugins] == ["SeedPlugin", "ArtifactPlugin", "LoggingPlugin"]
+        assert exp.get_plugin(SeedPlugin).seed == 3
+
+    def test_hook_failures(self) -> None:
+        class BadRun(BasePlugin):
+            def before_run(self, e: Any) -> None:
+                raise RuntimeError("no go")
+
+        class BadReplicate(BasePlugin):
+            def before_replicate(self, e: Any, ctx: Any) -> None:
+                raise RuntimeError("replicate hook")
+
+        with pytest.raises(RuntimeError, match="no go"):
+            opt_demo(plugins=[BadRun()]).run()
+        res = opt_demo(plugins=[BadReplicate()]).run()
+        assert {k: str(v) for k, v in res.errors.items()} == {"baseline_rep_0": "replicate hook"}
+        assert res.to_dict()["errors"] == {"baseline_rep_0": "RuntimeError: replicate hook"}
+
+    def test_treatment_metrics_mapping_equality(self) -> None:
+        tm = treatments_demo().run().metrics.treatments
+        plain = tm.plain()
+        assert tm == plain and tm == {f"{k} (v0)": v for k, v in plain.items()}
+        assert tm != {"plus_ten": plain["plus_ten"]}
+        assert len(tm) == 2 and tm.version_of("plus_ten") == 0
+
+    def test_result_helpers(self) -> None:
+        from crystallize.experiments import AggregateData, ExperimentMetrics, ReplicateResult, TreatmentMetrics
+
+        r = hyp_demo([largest_gap_first]).run()
+        assert isinstance(r.metrics, ExperimentMetrics)
+        assert isinstance(r.metrics.baseline, TreatmentMetrics)
+        assert r.metrics.baseline.replicates == [{"max_seen": [3], "mean": [1.5]}, {"max_seen": [4], "mean": [2.5]},
+                                                 {"max_seen": [5], "mean": [3.5]}]
+        assert r.get_hypothesis("largest_gap_first").get_for_treatment("small")["gap"] == 2.0
+        assert AggregateData and ReplicateResult
+        assert repr(r).startswith("Result(baseline=['max_seen', 'mean']")
+
+    def test_to_parquet(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Rows ``condition, metric, values, mean``; the engine (pyarrow) is stubbed when absent."""
+        pd = pytest.importorskip("pandas")
+        written: dict[str, Any] = {}
+        monkeypatch.setattr(pd.DataFrame, "to_parquet", lambda self, path: written.update(frame=self, path=path))
+        r = opt_demo(treatments=[Treatment("t", {"bias": 1.0})], replicates=2).run()
+        r.to_parquet(tmp_path / "r.parquet")
+        frame = written["frame"]
+        assert written["path"] == tmp_path / "r.parquet"
+        assert frame.to_dict("records") == [
+            {"condition": "baseline", "metric": "loss", "values": [3.0, 3.0], "mean": 3.0},
+            {"condition": "t", "metric": "loss", "values": [0.0, 0.0], "mean": 0.0}]
