@@ -536,8 +536,12 @@ class TestCrossExperiment:
         model_art = Artifact("model.json", writer=to_json_bytes, loader=from_json_file)
         evaluator = Experiment(datasource=ExperimentInput(model=model_art), pipeline=Pipeline([evaluate()]),
                                name="evaluator", treatments=[Treatment("extra", {"bonus": 1})])
-        results = ExperimentGraph(make_trainer(model_art), evaluator).run()
+        with caplog.at_level(logging.WARNING):
+            results = ExperimentGraph(make_trainer(model_art), evaluator).run()
         assert results["evaluator"].metrics.treatments["extra"].metrics == {"score": [20.0]}
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warnings == ["evaluator: upstream 'trainer' has no condition 'extra'; condition 'extra' reads its "
+                            "baseline model.json (v0)"]
         record = read_json(Path("data") / "evaluator" / "v0" / "run.json")
         pins = record["conditions"]["extra"]["upstream"]
         assert pins == [{"producer": "trainer", "artifact": "model.json", "version": 0, "condition": "baseline",
@@ -821,6 +825,12 @@ def save_blob(data: Any, ctx: FrozenContext) -> Any:
     return data
 
 
+@pipeline_step()
+def stage_big(data: Any, ctx: FrozenContext) -> Any:
+    ctx.artifacts.path("big.bin").write_bytes(b"y" * 100 + str(ctx["replicate"]).encode())
+    return data, {"ok": 1}
+
+
 def make_par(plugins: list[Any], steps: list[Any], name: str = "par", seed_fn: Any = seed_everything) -> Experiment:
     return Experiment(datasource=readings(), pipeline=Pipeline(steps), name=name,
                       treatments=[Treatment("t", {"delta": 1.0})], replicates=4,
@@ -874,6 +884,23 @@ class TestParallel:
             for cond in ("baseline", "t"):
                 path = v0 / f"replicate_{rep}" / cond / "Save_BlobStep" / "blob.txt"
                 assert path.read_bytes() == f"rep{rep}-{cond}".encode()
+
+    def test_staged_artifact_paths_from_a_process_pool(self, tmp_path: Path) -> None:
+        res = make_par([ParallelExecution(executor_type="process", max_workers=2)], [stage_big()], name="stg").run()
+        assert res.errors == {}
+        path = tmp_path / "data" / "stg" / "v0" / "replicate_3" / "t" / "Stage_BigStep" / "big.bin"
+        assert path.read_bytes() == b"y" * 100 + b"3"
+
+    def test_process_pool_consumer_reads_upstream_artifacts(self) -> None:
+        """W-26 fixed: artifacts keep their pinned inputs when jobs go to other processes."""
+        model_art = Artifact("model.json", writer=to_json_bytes, loader=from_json_file)
+        pool = [ParallelExecution(executor_type="process", max_workers=2)]
+        evaluator = Experiment(datasource=ExperimentInput(model=model_art), pipeline=Pipeline([evaluate()]),
+                               name="evaluator", replicates=4, plugins=pool)
+        res = ExperimentGraph(make_trainer(model_art, plugins=pool), evaluator).run()["evaluator"]
+        assert res.errors == {}
+        assert res.metrics.baseline.metrics == {"score": [20.0] * 4}
+        assert res.metrics.treatments["high_gain"].metrics == {"score": [60.0] * 4}
 
     def test_invalid_executor_type(self) -> None:
         with pytest.raises(ValueError, match="executor_type must be one of"):

@@ -44,7 +44,8 @@ def expect(value: Any, types: type | tuple[type, ...], *, path: Path, key: str) 
         ok = isinstance(value, types)
     if not ok:
         names = " or ".join("mapping" if t is dict else "list" if t is list else t.__name__ for t in types)
-        raise ConfigError(f"must be a {names}, not {type(value).__name__} ({value!r})", path=path, key=key)
+        article = "an" if names[0] in "aeiou" else "a"
+        raise ConfigError(f"must be {article} {names}, not {type(value).__name__} ({value!r})", path=path, key=key)
     return value
 
 

@@ -62,10 +62,20 @@ def _environment(plans: Mapping[str, ConditionPlan]) -> dict[str, Any]:
 def running_record(settings: RunSettings, plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun],
                    version: int) -> RunRecord:
     """The ``run.json`` written before any job starts (conditions being run are INCOMPLETE)."""
+    _warn_fallbacks(settings.name, runs)
     return RunRecord(settings.name, version, "running", _now(), None, settings.master_seed, settings.replicates,
                      _records(settings, plans, runs, {n: r.inputs for n, r in runs.items()} | _no_inputs(plans, runs),
                               version, final=False),
                      environment=_environment(plans), git_commit=git_commit(Path.cwd()))
+
+
+def _warn_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
+    """0.27 warned when a condition read the upstream baseline; once per condition and artifact here."""
+    for name, run in runs.items():
+        for pin in run.inputs.pins:
+            if pin.fallback:
+                logger.warning("%s: upstream '%s' has no condition '%s'; condition '%s' reads its baseline %s (v%d)",
+                               experiment, pin.producer, name, name, pin.artifact, pin.version)
 
 
 def _no_inputs(plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun]) -> dict[str, ConditionInputs]:

@@ -277,6 +277,14 @@ class TestExtensions:
         graph.run()
         assert sorted(p.name for p in (root / "results" / "params").iterdir() if p.is_dir()) == ["v0"]
 
+    def test_baseline_and_empty_treatments(self, tmp_path: Path) -> None:
+        config = PARAMS["config.yaml"].replace("shifted: {offset: 5.0}", "baseline: {offset: 1.0}\n          same:")
+        folder = write_folder(tmp_path / "g" / "params", {**PARAMS, "config.yaml": config.split("        hypotheses:")[0]})
+        res = Experiment.from_yaml(folder / "config.yaml").run()
+        assert res.metrics.baseline.metrics["m"] == [11.5, 13.5, 15.5]
+        assert list(res.metrics.treatments) == ["same (v0)"]
+        assert res.metrics.treatments["same"].metrics["m"] == [10.5, 12.5, 14.5]
+
     def test_list_form_datasource_and_initial_ctx(self, tmp_path: Path) -> None:
         config = """
             name: listed
@@ -335,9 +343,9 @@ class TestConfigErrors:
             ExperimentGraph.from_yaml(tmp_path / "g")
 
     @pytest.mark.parametrize(("old", "new", "key", "message"), [
-        ("replicates: 3", "replicates: three", "replicates", "must be a int, not str"),
-        ("replicates: 3", "replicates: true", "replicates", "must be a int, not bool"),
-        ("seed: 11", "seed: 1.5", "seed", "must be a int, not float"),
+        ("replicates: 3", "replicates: three", "replicates", "must be an int, not str"),
+        ("replicates: 3", "replicates: true", "replicates", "must be an int, not bool"),
+        ("seed: 11", "seed: 1.5", "seed", "must be an int, not float"),
         ("files:\n          - input.txt", "files: input.txt", "files", "must be a list, not str"),
         ("treatments:\n          shifted: {offset: 5.0}", "treatments:\n          shifted: 5", "treatments.shifted",
          "must be a mapping, not int"),
