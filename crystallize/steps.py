@@ -402,9 +402,12 @@ class Pipeline:
             plugin.before_step(experiment, step)
         n_keys, n_metrics = len(ctx._data), len(ctx.metrics.log)
         try:
-            out = step(data, ctx)
-            if getattr(step, "_maybe_async", True) and inspect.isawaitable(out):
-                out = _await(out)
+            if step.cacheable:  # the step cache lives with the runner; imported only when used
+                from crystallize.execution.step_cache import cached_call
+
+                out, hit = cached_call(step, data, ctx, _invoke)
+            else:
+                out, hit = _invoke(step, data, ctx), False
         except Exception as exc:
             raise PipelineExecutionError(step.name, exc) from exc
         if ctx._artifacts is not None:
@@ -414,9 +417,19 @@ class Pipeline:
             for key, value in metrics.items():
                 ctx.metrics.add(key, value)
         records.append(_record(step, ctx, n_keys, n_metrics))
+        if hit:
+            records[-1]["cache_hit"] = True
         for plugin in plugins:
             plugin.after_step(experiment, step, data, ctx)
         return data
+
+
+def _invoke(step: PipelineStep, data: Any, ctx: FrozenContext) -> Any:
+    """Call a step, finishing an async step's awaitable."""
+    out = step(data, ctx)
+    if getattr(step, "_maybe_async", True) and inspect.isawaitable(out):
+        out = _await(out)
+    return out
 
 
 def _plain_params(step: PipelineStep) -> dict[str, Any]:
