@@ -52,6 +52,7 @@ class ExperimentGraph:
     def __init__(self, *experiments: Experiment, name: str | None = None) -> None:
         self._graph: nx.DiGraph = nx.DiGraph()
         self._name = name
+        self._order: tuple[str, ...] | None = None  # cached topological order; reset on every change
         self.seed: int | None = None
         self.store_root: Path | None = None
         self.versioned: bool | None = None
@@ -105,6 +106,7 @@ class ExperimentGraph:
         if key in self._graph:
             raise DuplicateNameError(f"two experiments are named '{key}'", name=key)
         self._graph.add_node(key, experiment=experiment)
+        self._order = None
 
     def _link(self, downstream: str, upstream: str, artifact: str | None = None) -> None:
         if self._graph.has_edge(upstream, downstream):
@@ -112,6 +114,7 @@ class ExperimentGraph:
                 self._graph.edges[upstream, downstream]["artifacts"].append(artifact)
             return
         self._graph.add_edge(upstream, downstream, artifacts=[artifact] if artifact else [])
+        self._order = None
 
     def add_dependency(self, downstream: Experiment | str, upstream: Experiment | str) -> None:
         """Add an ordering edge ``upstream -> downstream`` (both must already be nodes).
@@ -155,7 +158,9 @@ class ExperimentGraph:
 
     def order(self) -> list[str]:
         """Topological order, ties broken by name (iterative; no recursion over depth)."""
-        return list(nx.lexicographical_topological_sort(self._graph))
+        if self._order is None:
+            self._order = tuple(nx.lexicographical_topological_sort(self._graph))
+        return list(self._order)
 
     def upstream(self, name: str) -> list[str]:
         """Direct upstream nodes of ``name``, sorted."""

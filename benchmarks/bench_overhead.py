@@ -1,0 +1,301 @@
+"""Benchmark: what the framework costs around trivial work, per replicate, per node, per artifact.
+
+Run by hand from the repository root::
+
+    .venv/bin/python -m benchmarks.bench_overhead [--replicates 2000] [--nodes 200] [--mib 10] [--repeat 3]
+
+Three measurements, each against a plain-Python baseline timed in the same run. Nothing
+is asserted; the script prints its figures (and the issue's targets) only.
+
+1. **Replicate-condition overhead.** An experiment with a trivial datasource and three
+   trivial steps, baseline plus one treatment, serial backend. The *marginal* cost is the
+   slope between a run with N and one with 2N replicates, so the per-run fixed costs
+   (fingerprints, version folder, ``run.json``) cancel out. The baseline calls the same
+   four plain functions directly. Target: <= 15 us per replicate-condition.
+2. **Per-node overhead.** A chain of 200 experiments, each reading the previous one's
+   artifact, one replicate, baseline only: a full ``graph.run()``, a ``resume`` that finds
+   everything fresh, and ``graph.status()``. Target: <= 1 ms per node for the run.
+3. **Artifact throughput.** A producer writes one 10 MiB ``.npy`` artifact per replicate
+   (writer: ``np.save`` into ``io.BytesIO``) and a consumer reads them back (loader:
+   ``np.load``). The cost per artifact is the run time minus that of the same experiment
+   without the artifact, divided by the replicates; the baseline is ``np.save``/``np.load``
+   to plain files. Target: plain / crystallize >= 50 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crystallize import (
+    Artifact,
+    ArtifactPlugin,
+    Experiment,
+    ExperimentGraph,
+    SeedPlugin,
+    data_source,
+    pipeline_step,
+    treatment,
+)
+
+# --- the trivial work: a datasource and three steps ------------------------------------
+
+
+def make_numbers() -> list[int]:
+    return [1, 2, 3]
+
+
+def add_one(data: list[int]) -> list[int]:
+    return [x + 1 for x in data]
+
+
+def double(data: list[int]) -> list[int]:
+    return [x * 2 for x in data]
+
+
+def total(data: list[int]) -> tuple[list[int], dict[str, int]]:
+    return data, {"total": sum(data)}
+
+
+@data_source
+def numbers(ctx: Any) -> list[int]:
+    return make_numbers()
+
+
+@pipeline_step()
+def step_add_one(data: list[int], ctx: Any) -> list[int]:
+    return add_one(data)
+
+
+@pipeline_step()
+def step_double(data: list[int], ctx: Any, *, factor: int = 2) -> list[int]:
+    return double(data)
+
+
+@pipeline_step()
+def step_total(data: list[int], ctx: Any) -> tuple[list[int], dict[str, int]]:
+    return total(data)
+
+
+def best_of(repeat: int, work: Callable[[], object]) -> float:
+    """Smallest wall-clock time of ``repeat`` calls, in seconds."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def plugins(root: Path, *, versioned: bool = False) -> list[Any]:
+    return [SeedPlugin(seed=0), ArtifactPlugin(root_dir=root, versioned=versioned)]
+
+
+# --- 1. replicate-condition overhead --------------------------------------------------
+
+
+def trivial_experiment(root: Path, replicates: int) -> Experiment:
+    return Experiment(numbers(), [step_add_one(), step_double(), step_total()], plugins(root), name="trivial",
+                      replicates=replicates, treatments=[treatment("triple", {"factor": 3})])
+
+
+def direct_calls(count: int) -> None:
+    for _ in range(count):
+        total(double(add_one(make_numbers())))
+
+
+def replicate_overhead(root: Path, replicates: int, repeat: int) -> None:
+    conditions = 2
+    trivial_experiment(root / "warm-up", 10).run()  # imports and first-call caches
+    smalls, larges = [], []
+    for _ in range(repeat):  # interleaved, so a burst of load elsewhere hits both sizes
+        smalls.append(best_of(1, lambda: trivial_experiment(root / "a", replicates).run()))
+        larges.append(best_of(1, lambda: trivial_experiment(root / "b", 2 * replicates).run()))
+    small, large = min(smalls), min(larges)
+    direct = best_of(repeat, lambda: direct_calls(replicates * conditions)) / (replicates * conditions)
+    marginal = (large - small) / (replicates * conditions)
+    average = large / (2 * replicates * conditions)
+    print(f"1. replicate-condition overhead ({replicates} and {2 * replicates} replicates x {conditions} conditions, "
+          f"best of {repeat})")
+    print(f"   direct calls (source + 3 steps)   : {direct * 1e6:10.2f} us per replicate-condition")
+    print(f"   crystallize, marginal             : {marginal * 1e6:10.2f} us  (target <= 15 us; 0.27: ~104 us)")
+    print(f"   crystallize, average incl. fixed  : {average * 1e6:10.2f} us")
+    print(f"   fixed cost per run                : {(small - marginal * replicates * conditions) * 1e3:10.2f} ms")
+    print(f"   ratio marginal / direct           : {marginal / direct:10.1f}x")
+
+
+# --- 2. per-node overhead on a chain --------------------------------------------------
+
+
+def chain(root: Path, count: int) -> ExperimentGraph:
+    """``count`` experiments, each reading the previous one's artifact."""
+    experiments: list[Experiment] = []
+    previous: Artifact | None = None
+    for index in range(count):
+        out = Artifact("value.txt")
+        source = previous if previous is not None else numbers()
+        experiments.append(Experiment(source, [pass_on(out=out)], plugins(root), name=f"node_{index:04d}",
+                                      outputs=[out]))
+        previous = out
+    graph = ExperimentGraph(*experiments)
+    graph.store_root = root
+    return graph
+
+
+@pipeline_step()
+def pass_on(data: Any, ctx: Any, out: Artifact) -> Any:
+    out.write(b"1")
+    return data, {"seen": 1}
+
+
+def filesystem_floor(folder: Path, files: int, dirs: int) -> float:
+    """Seconds plain Python takes to create ``dirs`` folders and ``files`` one-byte files."""
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    for index in range(dirs):
+        (folder / f"d{index}").mkdir()
+    for index in range(files):
+        (folder / f"f{index}").write_bytes(b"1")
+    return time.perf_counter() - start
+
+
+def node_overhead(root: Path, count: int) -> None:
+    chain(root / "warm-up", 3).run()  # imports and first-call caches
+    graph = chain(root / "chain", count)
+    run = best_of(1, graph.run)
+    resume = best_of(1, lambda: graph.run(strategy="resume"))
+    status = best_of(1, graph.status)
+    entries = list((root / "chain").rglob("*"))
+    files, dirs = sum(p.is_file() for p in entries) / count, sum(p.is_dir() for p in entries) / count
+    floor = filesystem_floor(root / "floor", round(files * count), round(dirs * count)) / count
+    print(f"2. per-node overhead ({count}-node chain, 1 replicate, baseline only)")
+    print(f"   graph.run()                       : {run / count * 1e3:10.2f} ms per node  (target <= 1 ms; 0.27: 3.6 ms)")
+    print(f"   graph.run(strategy='resume'), all fresh: {resume / count * 1e3:5.2f} ms per node")
+    print(f"   graph.status()                    : {status / count * 1e3:10.2f} ms per node")
+    print(f"   store entries per node            : {files:10.1f} files, {dirs:.1f} folders; creating as many "
+          f"with plain Python: {floor * 1e3:.2f} ms")
+
+
+# --- 3. artifact throughput -----------------------------------------------------------
+
+
+def to_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def from_npy(path: Path) -> np.ndarray:
+    return np.load(path, allow_pickle=False)
+
+
+@data_source
+def matrix(ctx: Any, mib: int = 10) -> np.ndarray:
+    return np.full(mib * (1 << 20) // 8, float(ctx.get("replicate", 0)))
+
+
+@pipeline_step()
+def save_matrix(data: np.ndarray, ctx: Any, out: Artifact) -> np.ndarray:
+    out.write(data)
+    return data
+
+
+@pipeline_step()
+def keep(data: Any, ctx: Any) -> Any:
+    return data, {"n": 1}
+
+
+@pipeline_step()
+def shape_of(data: np.ndarray, ctx: Any) -> Any:
+    return data, {"n": int(data.shape[0])}
+
+
+def artifact_graph(root: Path, mib: int, replicates: int) -> ExperimentGraph:
+    """A producer writing one matrix per replicate and a consumer reading them."""
+    out = Artifact("matrix.npy", writer=to_npy, loader=from_npy)
+    producer = Experiment(matrix(mib=mib), [save_matrix(out=out)], plugins(root), name="producer",
+                          replicates=replicates, outputs=[out])
+    consumer = Experiment(out, [shape_of()], plugins(root), name="consumer", replicates=replicates)
+    return ExperimentGraph(producer, consumer)
+
+
+def without_artifacts(root: Path, mib: int, replicates: int) -> tuple[Experiment, Experiment]:
+    """The same two experiments minus the artifact: the producer only builds its matrix."""
+    producer = Experiment(matrix(mib=mib), [keep()], plugins(root), name="producer", replicates=replicates)
+    consumer = Experiment(numbers(), [keep()], plugins(root), name="consumer", replicates=replicates)
+    return producer, consumer
+
+
+def plain_io(folder: Path, mib: int, replicates: int) -> tuple[float, float]:
+    arrays = [np.full(mib * (1 << 20) // 8, float(r)) for r in range(replicates)]
+    folder.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for r, array in enumerate(arrays):
+        np.save(folder / f"m{r}.npy", array, allow_pickle=False)
+    write = time.perf_counter() - start
+    start = time.perf_counter()
+    for r in range(replicates):
+        np.load(folder / f"m{r}.npy", allow_pickle=False)
+    return write, time.perf_counter() - start
+
+
+def artifact_throughput(root: Path, mib: int, replicates: int, repeat: int) -> None:
+    artifact_graph(root / "warm-up", 1, 1).run()  # imports and first-call caches
+    writes, reads = zip(*(plain_io(root / f"plain{i}", mib, replicates) for i in range(repeat)))
+    plain_write, plain_read = min(writes), min(reads)
+    bare_producer, bare_consumer = without_artifacts(root / "none", mib, replicates)
+    producer_base, consumer_base = best_of(repeat, bare_producer.run), best_of(repeat, bare_consumer.run)
+    timings: list[tuple[float, float]] = []
+    for i in range(repeat):
+        graph = artifact_graph(root / f"with{i}", mib, replicates)
+        start = time.perf_counter()
+        graph.run(only=["producer"])
+        produced = time.perf_counter()
+        graph.run(only=["consumer"])
+        timings.append((produced - start, time.perf_counter() - produced))
+    producer, consumer = min(t[0] for t in timings), min(t[1] for t in timings)
+    write = (producer - producer_base) / replicates
+    read = (consumer - consumer_base) / replicates
+    size = f"{mib} MiB"
+    print(f"3. artifact throughput ({replicates} artifacts of {size}, best of {repeat})")
+    print(f"   plain np.save / np.load           : {plain_write / replicates * 1e3:8.2f} ms / "
+          f"{plain_read / replicates * 1e3:8.2f} ms per artifact")
+    print(f"   crystallize write / read          : {write * 1e3:8.2f} ms / {read * 1e3:8.2f} ms per artifact")
+    print(f"   efficiency plain / crystallize    : write {plain_write / replicates / write:6.0%}, "
+          f"read {plain_read / replicates / read:6.0%}  (target >= 50%; 0.27: ~10%)")
+
+
+def main() -> None:
+    """Run the three measurements and print them."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replicates", type=int, default=2000, help="replicates for measurement 1 (and 2x)")
+    parser.add_argument("--nodes", type=int, default=200, help="chain length for measurement 2")
+    parser.add_argument("--mib", type=int, default=10, help="artifact size for measurement 3")
+    parser.add_argument("--artifacts", type=int, default=10, help="artifacts (replicates) for measurement 3")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("replicates", "nodes", "artifacts"), help="run one measurement")
+    args = parser.parse_args()
+    logging.getLogger("crystallize").addHandler(logging.NullHandler())
+    logging.getLogger("crystallize").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="crystallize-bench-") as folder:
+        root = Path(folder)
+        os.chdir(root)
+        if args.only in (None, "replicates"):
+            replicate_overhead(root / "replicates", args.replicates, args.repeat)
+        if args.only in (None, "nodes"):
+            node_overhead(root / "nodes", args.nodes)
+        if args.only in (None, "artifacts"):
+            artifact_throughput(root / "artifacts", args.mib, args.artifacts, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
