@@ -968,8 +968,19 @@ class TestSingleShotAndHelpers:
         exp = Experiment(datasource=base_values(), pipeline=Pipeline([slow_io(), record_seed()]), name="ap")
         assert exp.apply(seed=5) == [1.0, 2.0, 3.0]
 
-    def test_debug(self, tmp_path: Path) -> None:
-        r = opt_demo().debug("bias_1.0")
+    def test_debug(self, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        exp = opt_demo()
+        crystallize_logger = logging.getLogger("crystallize")
+        before = crystallize_logger.level
+        crystallize_logger.setLevel(logging.WARNING)
+        try:
+            with caplog.at_level(logging.DEBUG):
+                r = exp.debug("bias_1.0")
+            assert crystallize_logger.level == logging.WARNING  # restored afterwards
+        finally:
+            crystallize_logger.setLevel(before)
+        assert "Rep 1/1 bias_1.0 finished step LossStep" in caplog.text
+        assert exp.get_plugin(LoggingPlugin).verbose is False
         assert r.metrics.baseline.metrics == {"loss": [3.0]}
         assert r.metrics.treatments["bias_1.0"].metrics == {"loss": [3.0]}
         assert r.metrics.hypotheses == []

@@ -55,12 +55,24 @@ def debug_run(experiment: Experiment, treatment: Treatment | str | None, *, verb
     from crystallize.execution.engine import run_experiment
     from crystallize.execution.local import SerialBackend
 
-    if verbose:
-        logging.getLogger("crystallize").setLevel(logging.DEBUG)
+    from crystallize.plugins.builtin import LoggingPlugin
+
+    log = logging.getLogger("crystallize")
+    loggers = [p for p in experiment.plugins if isinstance(p, LoggingPlugin)]
+    saved = (log.level, [(p.verbose, p.log_level) for p in loggers])
+    if verbose:  # LoggingPlugin.before_run sets the level, so switch the plugins too; restored below
+        log.setLevel(logging.DEBUG)
+        for p in loggers:
+            p.verbose, p.log_level = True, "DEBUG"
     chosen = _named(experiment, treatment)
-    with tempfile.TemporaryDirectory(prefix="crystallize-debug-") as tmp:
-        outcome = run_experiment(experiment, treatments=[chosen] if chosen else [], hypotheses=[], replicates=1,
-                                 backend=SerialBackend(), store_root=Path(tmp), versioned=False)
+    try:
+        with tempfile.TemporaryDirectory(prefix="crystallize-debug-") as tmp:
+            outcome = run_experiment(experiment, treatments=[chosen] if chosen else [], hypotheses=[], replicates=1,
+                                     backend=SerialBackend(), store_root=Path(tmp), versioned=False)
+    finally:
+        log.setLevel(saved[0])
+        for p, (was_verbose, level) in zip(loggers, saved[1]):
+            p.verbose, p.log_level = was_verbose, level
     return outcome.result
 
 
