@@ -20,7 +20,8 @@ CrystallizeError
 │   └── ArtifactNotFoundError (KeyError)     .name: an artifact file is missing
 ├── ExecutionError                           a backend could not run a job
 │   ├── SerializationError (TypeError)       .what: the step, artifact or key that will not pickle
-│   └── WorkerCrashError                     a worker process died while running a job
+│   ├── WorkerCrashError                     a worker process died while running a job
+│   └── MissingDependencyError (ImportError) .extra: an optional extra (e.g. ``ray``) is not installed
 ├── RenderError (RuntimeError)               a graph picture could not be produced
 └── StatisticsError (ValueError)             a statistic is undefined for the samples given
 """
@@ -42,6 +43,7 @@ __all__ = [
     "ExecutionError",
     "FingerprintError",
     "InvalidNameError",
+    "MissingDependencyError",
     "MissingMetricError",
     "PipelineExecutionError",
     "RenderError",
@@ -204,6 +206,22 @@ class SerializationError(ExecutionError, TypeError):
 
 class WorkerCrashError(ExecutionError):
     """A worker process died (segfault, ``os._exit``, OOM kill) while running a job."""
+
+
+class MissingDependencyError(ExecutionError, ImportError):
+    """An optional dependency is not installed; the message gives the install line.
+
+    Parameters
+    ----------
+    what : str
+        What needs it, e.g. ``"RayExecution"``.
+    extra : str
+        The crystallize extra that installs it, e.g. ``"ray"``.
+    """
+
+    def __init__(self, what: str, extra: str) -> None:
+        self.extra = extra
+        super().__init__(f"{what} needs the optional dependency '{extra}': pip install 'crystallize[{extra}]'")
 
 
 class RenderError(CrystallizeError, RuntimeError):

@@ -174,6 +174,22 @@ def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings
     raise SerializationError(f"experiment '{settings.name}'", cause) from cause
 
 
+def _setup_context(experiment: Experiment, settings: RunSettings) -> FrozenContext:
+    """The context ``step.setup`` receives; a value that cannot be copied is named (jobs copy it too)."""
+    import copy
+
+    try:
+        return FrozenContext(experiment.initial_ctx)
+    except Exception as exc:  # boundary: name the culprit key
+        cause: Exception = exc
+    for key, value in experiment.initial_ctx.items():
+        try:
+            copy.deepcopy(value)
+        except Exception as exc:
+            raise SerializationError(f"initial_ctx key '{key}' of experiment '{settings.name}'", exc) from exc
+    raise cause
+
+
 def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, ConditionRun]) -> list[Job]:
     """Replicate-major order, so early replicates of every condition finish first."""
     wanted = {(name, r) for name, run in runs.items() for r in run.plan.run}
@@ -282,7 +298,7 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
 
     for plugin in experiment.plugins:
         plugin.before_run(experiment)
-    setup_ctx = FrozenContext(experiment.initial_ctx)
+    setup_ctx = _setup_context(experiment, settings)
     for step in experiment.pipeline.steps:
         step.setup(setup_ctx)
     chosen, custom, owned = _backend_for(experiment, backend)
@@ -290,6 +306,8 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         stack.callback(lambda: [step.teardown(setup_ctx) for step in experiment.pipeline.steps])
         if owned and chosen is not None:
             stack.callback(chosen.close)
+        # serialise (remote backends) before the version is reserved: a SerializationError leaves no trace
+        ref = _definition(experiment, settings, remote=bool(chosen is not None and chosen.remote))
         version = _open_version(settings, stack)
         artifact_plugin = experiment.get_plugin(ArtifactPlugin)
         if artifact_plugin is not None:
@@ -302,7 +320,6 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         collector.carry_over(settings.store)
         writer.write_record(running_record(settings, plans, runs, version))
         _warn_shared_random_state(settings, chosen)
-        ref = _definition(experiment, settings, remote=bool(chosen is not None and chosen.remote))
         jobs = _jobs(ref, settings, runs)
         if on_event:
             reused = tuple(n for n, p in plans.items() if not p.run)

@@ -9,16 +9,17 @@ import os
 import pickle
 import sys
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from crystallize.errors import WorkerCrashError
+from crystallize.errors import ExecutionError
 from crystallize.execution.job import Job, JobError, JobResult, run_job
+from crystallize.execution.workers import WorkerPool
 from crystallize.plugins.base import BasePlugin
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from multiprocessing.context import BaseContext
 
     from crystallize.execution.backend import Backend
     from crystallize.experiment import Experiment
@@ -30,10 +31,32 @@ __all__ = ["AsyncBackend", "AsyncExecution", "ParallelExecution", "ProcessBacken
 logger = logging.getLogger(__name__)
 
 
+GUARD_HINT = ("a script that starts runs at import time needs an `if __name__ == \"__main__\":` guard, "
+              "because worker processes import the main module again")
+
+
+def refuse_while_bootstrapping() -> None:
+    """Fail fast when a worker process, still importing the main module, tries to start a run.
+
+    Without a main guard, every worker process (and the fork server) would run the user's
+    script again; such a run could wait forever on the store lock the real run holds.
+
+    Raises
+    ------
+    ExecutionError
+        When called while this process is being bootstrapped by ``multiprocessing``.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ExecutionError(f"a run was started while a worker process imported the main module; {GUARD_HINT}")
+
+
 class SerialBackend:
     """Runs each job immediately in the calling thread."""
 
     remote, capacity = False, 1
+
+    def __init__(self) -> None:
+        refuse_while_bootstrapping()
 
     def submit(self, job: Job) -> Future[JobResult]:
         future: Future[JobResult] = Future()
@@ -50,6 +73,7 @@ class ThreadBackend:
     remote = False
 
     def __init__(self, max_workers: int | None = None) -> None:
+        refuse_while_bootstrapping()
         self.capacity = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._pool = ThreadPoolExecutor(self.capacity, thread_name_prefix="crystallize")
 
@@ -66,6 +90,7 @@ class AsyncBackend:
     remote = False
 
     def __init__(self, max_workers: int | None = None) -> None:
+        refuse_while_bootstrapping()
         self.capacity = max_workers or min(32, (os.cpu_count() or 1) + 4)
         self._loop = asyncio.new_event_loop()
         self._loop.set_default_executor(ThreadPoolExecutor(self.capacity, thread_name_prefix="crystallize-async"))
@@ -73,7 +98,12 @@ class AsyncBackend:
         self._thread.start()
 
     def submit(self, job: Job) -> Future[JobResult]:
-        return asyncio.run_coroutine_threadsafe(asyncio.to_thread(run_job, job), self._loop)
+        """Schedule ``job`` on the loop; once submitted it runs to the end (a cancel cannot drop its result)."""
+        outer: Future[JobResult] = Future()
+        outer.set_running_or_notify_cancel()
+        inner = asyncio.run_coroutine_threadsafe(asyncio.to_thread(run_job, job), self._loop)
+        inner.add_done_callback(lambda f: _copy_outcome(f, outer))
+        return outer
 
     def close(self) -> None:
         async def drain() -> None:
@@ -83,6 +113,15 @@ class AsyncBackend:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+def _copy_outcome(source: Future[JobResult], target: Future[JobResult]) -> None:
+    error = CancelledError("the event loop stopped before the job finished") if source.cancelled() \
+        else source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
 
 
 def _run_job_remote(job: Job) -> JobResult:
@@ -104,54 +143,49 @@ def _start_method() -> str:
     return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
+def _context(method: str) -> BaseContext:
+    """The multiprocessing context; a fork server imports crystallize once, so workers start warm."""
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        # Takes effect when this process first starts its fork server; "__main__" is the default.
+        # numpy: the default seed_fn seeds numpy.random in every job.
+        context.set_forkserver_preload(["__main__", "crystallize.execution.local", "cloudpickle", "numpy"])
+    return context
+
+
 class ProcessBackend:
-    """Runs jobs in worker processes; a dead worker fails only the jobs it had, then the pool restarts."""
+    """Runs jobs in worker processes, one job per worker at a time.
+
+    A worker that dies (segfault, ``os._exit``, out of memory) fails only the job it was
+    running, with :class:`~crystallize.errors.WorkerCrashError`; a new worker takes its place
+    and the run goes on. Each worker keeps its ``resource_factory`` resources and the
+    unpickled run definition for the jobs that follow.
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        Number of worker processes; default: the CPU count.
+    start_method : str, optional
+        ``"forkserver"`` (Linux default) or ``"spawn"`` (elsewhere); ``fork`` is unsafe
+        with the runner's threads.
+    """
 
     remote = True
 
     def __init__(self, max_workers: int | None = None, *, start_method: str | None = None) -> None:
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be >= 1, not {max_workers}")
+        refuse_while_bootstrapping()
         self.capacity = max_workers or max(1, (os.cpu_count() or 2))
-        self._context = multiprocessing.get_context(start_method or _start_method())
-        self._lock = threading.Lock()
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.capacity, mp_context=self._context)
+        self._pool = WorkerPool(self.capacity, _context(start_method or _start_method()), _run_job_remote)
 
     def submit(self, job: Job) -> Future[JobResult]:
-        outer: Future[JobResult] = Future()
-        with self._lock:
-            pool = self._pool
-            inner = pool.submit(_run_job_remote, job)
-        inner.add_done_callback(lambda f: self._settle(f, outer, job, pool))
-        return outer
-
-    def _settle(self, inner: Future[JobResult], outer: Future[JobResult], job: Job, pool: ProcessPoolExecutor) -> None:
-        exc = inner.exception()
-        if exc is None:
-            outer.set_result(inner.result())
-            return
-        if isinstance(exc, BrokenProcessPool):
-            self._restart(pool)
-            crash = WorkerCrashError(
-                f"worker process died while running {job.condition} replicate {job.replicate} (segfault, os._exit "
-                "or out of memory; a script that starts runs at import time needs an "
-                "`if __name__ == \"__main__\":` guard, because worker processes re-import the main module)")
-            error = JobError("WorkerCrashError", str(crash), f"{type(exc).__name__}: {exc}", None, crash)
-        else:
-            error = JobError(type(exc).__name__, str(exc), repr(exc), None, exc)
-        outer.set_result(JobResult(job.condition, job.replicate, job.seed, None, error=error))
-
-    def _restart(self, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._pool is broken:
-                logger.warning("a worker process died; restarting the process pool")
-                broken.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
+        """Queue ``job`` for the next free worker."""
+        return self._pool.submit(job)
 
     def close(self) -> None:
-        with self._lock:
-            self._pool.shutdown(wait=True)
+        """Wait for queued jobs, then stop the workers."""
+        self._pool.close()
 
 
 class _ExecutionPlugin(BasePlugin):
