@@ -115,6 +115,9 @@ def test_a_changed_treatment_reruns_only_that_condition(user, tmp_path, versione
     assert set(hypothesis.results) == {"boost", "mild"}
     assert hypothesis.results["mild"] == first["a"].metrics.hypotheses[0].results["mild"]
     assert changed.status().fresh
+    paths = again["a"].artifacts["a.json"]  # reused conditions read their files from the version that made them
+    assert paths["mild"].parts[-5] == "v0" and paths["boost"].parts[-5] == ("v1" if versioned else "v0")
+    assert paths["mild"].read_bytes() == first["a"].artifacts["a.json"]["mild"].read_bytes()
 
 
 def test_a_new_treatment_runs_alone_and_a_removed_one_runs_nothing(user, tmp_path, versioned):
@@ -146,6 +149,18 @@ def test_raising_replicates_runs_only_the_new_ones_and_lowering_reuses(user, tmp
     fewer = build(user, root, versioned=versioned, replicates=3, treatments=[BOOST]).run(strategy="resume")
     assert calls(user) == []
     assert fewer["b"].metrics.baseline.replicates == whole["b"].metrics.baseline.replicates[:3]
+
+
+def test_resumed_replicates_reuse_the_drawn_master_seed(user, tmp_path, versioned):
+    from crystallize.plugins.builtin import replicate_seed
+
+    root = tmp_path / "store"
+    build(user, root, versioned=versioned, seed=None).run()
+    master = json.loads((root / "a" / "v0" / "run.json").read_text())["master_seed"]
+    calls(user)
+    more = build(user, root, versioned=versioned, seed=None, replicates=4).run(strategy="resume")
+    assert sorted({r for _, _, r in calls(user)}) == [2, 3]
+    assert more["a"].metrics.baseline.seeds == [replicate_seed(master, r) for r in range(4)]
 
 
 def test_a_changed_parameter_reruns_its_node_and_whatever_reads_new_bytes(user, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 from userkit import UserModules
 
 from crystallize import Artifact, ArtifactPlugin, Experiment, ExperimentGraph, SeedPlugin, data_source, pipeline_step, treatment
-from crystallize.errors import FingerprintError
+from crystallize.errors import FingerprintError, UnhashableValueError
 from crystallize.fingerprint._cache import CODE_CACHE
 from crystallize.graph.plan import root_cause
 from crystallize.graph.status import ConditionStatus, GraphStatus, NodeState, NodeStatus, RunPlan, StaleKind
@@ -250,6 +250,29 @@ def test_a_new_package_version_is_environment_changed_naming_it(user, store, mon
     assert status["a"].reasons[0].detail == f"numpy {numpy.__version__} -> {numpy.__version__}.post1"
 
 
+class Opaque:
+    """A value with no canonical encoding (but it can be copied and pickled)."""
+
+
+def test_a_value_without_canonical_encoding_fails_status_but_not_a_rerun(user, store):
+    graph = build(user, store, initial_ctx={"handle": Opaque()})
+    with pytest.raises(UnhashableValueError, match="key 'handle' of type Opaque"):
+        graph.status()
+    graph.run()  # strategy="rerun": runs, and the conditions are stored as not reusable
+    with pytest.raises(UnhashableValueError, match="'handle'"):
+        graph.run(strategy="resume")
+    assert build(user, store, initial_ctx={"handle": 1}).status()["a"].reasons[0].detail == (
+        "condition 'baseline' was stored as not reusable (a value had no canonical encoding)")
+
+
+def test_a_drawn_seed_never_makes_a_condition_stale(user, store):
+    build(user, store, seed=None).run()
+    assert build(user, store, seed=None).status().fresh
+    status = build(user, store, seed=5).status()
+    assert kinds(status["a"]) == {StaleKind.SEED_CHANGED}
+    assert status["a"].reasons[0].detail == "master seed drawn -> 5"
+
+
 # ----------------------------------------------------------------------------------- data files
 
 def test_input_file_content_is_data_changed_and_its_mtime_alone_is_not(chain, user, store, tmp_path):
@@ -319,3 +342,19 @@ def test_experiment_status_on_one_experiment(user, store):
     downstream = graph.experiments["b"]  # reads a's newest stored run, as run() would
     downstream.run()
     assert downstream.status().state is FRESH
+def test_a_ten_thousand_node_chain_has_a_status(store):
+    """Iterative planner: no recursion over depth. Trivial experiments keep it fast."""
+    @pipeline_step(version="1")
+    def noop(data, ctx):
+        return data
+
+    plugins = [ArtifactPlugin(root_dir=store), SeedPlugin(seed=1)]
+    outputs = [Artifact("out.json") for _ in range(10_000)]
+    sources = [data_source(lambda ctx: [1])(), *outputs[:-1]]
+    experiments = [Experiment(source, [noop()], name=f"n{i:05d}", outputs=[out], plugins=plugins)
+                   for i, (source, out) in enumerate(zip(sources, outputs))]
+    graph = ExperimentGraph(*experiments)
+    started = time.perf_counter()
+    status = graph.status()
+    assert len(status) == 10_000 and status["n09999"].state is NodeState.NEVER_RUN
+    assert time.perf_counter() - started < 20
