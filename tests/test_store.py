@@ -18,6 +18,7 @@ import crystallize
 from crystallize import (
     Artifact,
     ArtifactPlugin,
+    BasePlugin,
     Experiment,
     ExperimentGraph,
     ExperimentInput,
@@ -189,6 +190,20 @@ class TestLayout:
             {"producer": "prod", "artifact": "model.json", "version": 1, "condition": "hi", "fallback": False}]
         assert record["conditions"]["baseline"]["upstream"][0]["version"] == 1
 
+    def test_durable_writes_the_same_files(self, tmp_path: Path) -> None:
+        producer(json_art(), ArtifactPlugin(root_dir="fast")).run()
+        producer(json_art(), ArtifactPlugin(root_dir="safe", durable=True)).run()
+        assert files_under(tmp_path / "fast") == files_under(tmp_path / "safe")
+        assert read_json(tmp_path / "safe" / "prod" / "v0" / "hi" / "results.json") == {"metrics": {"gain": [3.0, 3.0]}}
+
+    def test_unreadable_newest_run_json_falls_back_to_an_older_one(self, tmp_path: Path) -> None:
+        producer(json_art(), ArtifactPlugin(versioned=True)).run()
+        producer(json_art(), ArtifactPlugin(versioned=True)).run()
+        (tmp_path / "data" / "prod" / "v1" / "run.json").write_text("{ torn")
+        res = producer(json_art(), ArtifactPlugin(versioned=True)).run(strategy="resume")
+        assert res.provenance["conditions"] == {"baseline": 0, "hi": 0}
+        assert list(res.metrics.treatments) == ["hi (v0)"]
+
     def test_unversioned_after_versioned_is_an_error(self, tmp_path: Path) -> None:
         producer(json_art(), ArtifactPlugin(versioned=True)).run()
         producer(json_art(), ArtifactPlugin(versioned=True)).run()
@@ -353,6 +368,49 @@ class TestKilledRun:
         assert read_json(v0 / "run.json")["status"] == "running"
         assert run_script(tmp_path, "unversioned", "resume", None).stdout.strip() == "[6, 7, 8, 9]"
         assert len(list(v0.rglob(".crystallize_complete"))) == 2
+
+
+class Interrupt(BasePlugin):
+    """Presses Ctrl-C at a fixed point: before replicate ``rep`` of ``condition``."""
+
+    def __init__(self, rep: int, condition: str) -> None:
+        self.rep, self.condition = rep, condition
+
+    def before_replicate(self, experiment: Any, ctx: Any) -> None:
+        if (ctx["replicate"], ctx["condition"]) == (self.rep, self.condition):
+            raise KeyboardInterrupt
+
+
+class CountJobs(BasePlugin):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int]] = []
+
+    def before_replicate(self, experiment: Any, ctx: Any) -> None:
+        self.seen.append((ctx["condition"], ctx["replicate"]))
+
+
+class TestInterruptedRun:
+    def build(self, *plugins: Any) -> Experiment:
+        return Experiment(datasource=scores(), pipeline=Pipeline([summarise()]), name="cc", replicates=4,
+                          treatments=[Treatment("t", {"k": 1})],
+                          plugins=[SeedPlugin(seed=1), ArtifactPlugin(versioned=True), *plugins])
+
+    def test_ctrl_c_leaves_a_resumable_store_and_resume_runs_only_what_is_missing(self, tmp_path: Path) -> None:
+        with pytest.raises(KeyboardInterrupt):
+            self.build(Interrupt(2, "t")).run()
+        v0 = tmp_path / "data" / "cc" / "v0"
+        assert not list(v0.rglob(".crystallize_complete"))
+        record = read_json(v0 / "run.json")
+        assert record["status"] == "running"
+        counter = CountJobs()
+        res = self.build(counter).run(strategy="resume")
+        assert sorted(counter.seen) == [("baseline", 3), ("t", 2), ("t", 3)]
+        assert res.metrics.baseline.metrics == {"mean": [1.5, 2.5, 3.5, 4.5]}
+        assert res.metrics.treatments["t"].metrics == {"mean": [1.5, 2.5, 3.5, 4.5]}
+        assert res.metrics.treatments["t"].seeds == seeds_for(1, 4)
+        newest = read_json(tmp_path / "data" / "cc" / "v1" / "run.json")
+        assert {k: (v["version"], v["outcome"]) for k, v in newest["conditions"].items()} == {
+            "baseline": (1, "complete"), "t": (1, "complete")}
 
 
 # --- retention --------------------------------------------------------------------------------------
