@@ -785,6 +785,8 @@ class TestCacheableSteps:
         assert r1.metrics.baseline.metrics == {"inside": [1], "final": [2]}
         assert r2.metrics.baseline.metrics == {"inside": [1], "final": [2]}
         assert [s["step"] for s in r2.provenance["ctx_changes"]["baseline"][0]] == ["ExpensiveStep", "FinalStep"]
+        assert [s["cache_hit"] for s in r1.provenance["ctx_changes"]["baseline"][0]] == [False, False]
+        assert [s["cache_hit"] for s in r2.provenance["ctx_changes"]["baseline"][0]] == [True, False]
 
     def test_treatment_gets_its_own_value(self) -> None:
         """W-01 fixed: 0.27 gave the treatment the baseline's cached 3.0; it must be 23.0."""
@@ -795,6 +797,7 @@ class TestCacheableSteps:
         for res in (r, again):
             assert res.metrics.baseline.metrics == {"total": [3.0, 3.0]}
             assert res.metrics.treatments["boost"].metrics == {"total": [23.0, 23.0]}
+        assert [s["cache_hit"] for s in again.provenance["ctx_changes"]["boost"][0]] == [True, False]
 
 
 # --- section 12: parallel and async execution --------------------------------------------------------
