@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 _KEEP_DEFINITIONS = 16  # object-store refs of run definitions kept by one backend
 _KEEP_BLOB_BYTES = 256 * 1024 * 1024  # upstream file bytes kept referenced in the object store
 _CACHE_ENV = "CRYSTALLIZE_RAY_CACHE"  # worker-local folder for materialised upstream artifacts
+# ray.init keys that only make sense when starting a new local instance
+_LOCAL_ONLY = frozenset({"num_cpus", "num_gpus", "resources", "object_store_memory"})
 
 
 def _import_ray() -> Any:
@@ -256,12 +258,13 @@ def _connect(ray: Any, address: str | None, init_kwargs: Mapping[str, Any]) -> b
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)  # Ray reads RAY_ADDRESS itself
         return True
-    try:
-        ray.init(address="auto", **kwargs)
-        logger.info("joined the running Ray cluster")
-        return True
-    except ConnectionError:
-        pass
+    if not _LOCAL_ONLY & set(kwargs):  # resource settings mean "start a local instance"
+        try:
+            ray.init(address="auto", **kwargs)
+            logger.info("joined the running Ray cluster")
+            return True
+        except ConnectionError:
+            pass
     kwargs.setdefault("include_dashboard", False)
     ray.init(**kwargs)
     logger.info("started a local Ray instance")

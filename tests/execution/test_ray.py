@@ -219,3 +219,44 @@ def test_materialise_uses_a_visible_path_of_the_right_size(tmp_path: Path) -> No
         materialise_inputs({"p#value.txt": pinned}, resized, 0, fetch=fetch, cache_dir=tmp_path / "cache")
     assert materialise_inputs({"p#value.txt": pinned}, {}, 0, fetch=fetch, cache_dir=tmp_path / "c") == {
         "p#value.txt": pinned}
+
+
+# --- connecting, with a stand-in for the ray module -------------------------------------
+
+class FakeRay:
+    """Records ``ray.init`` calls; ``address="auto"`` finds a cluster only when ``running``."""
+
+    def __init__(self, *, initialized: bool = False, running: bool = False) -> None:
+        self.initialized, self.running, self.calls = initialized, running, []
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **kwargs: Any) -> None:
+        self.calls.append(kwargs)
+        if kwargs.get("address") == "auto" and not self.running:
+            raise ConnectionError("Could not find any running Ray instance.")
+        self.initialized = True
+
+
+def test_connect_prefers_an_initialised_ray_then_an_address_then_a_running_cluster(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from crystallize.execution.ray import _connect
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    already = FakeRay(initialized=True)
+    assert _connect(already, None, {}) is False and already.calls == []  # not ours: never shut down
+    explicit = FakeRay()
+    assert _connect(explicit, "ray://head:10001", {"namespace": "x"}) is True
+    assert explicit.calls == [{"address": "ray://head:10001", "namespace": "x"}]
+    running = FakeRay(running=True)
+    assert _connect(running, None, {}) is True and running.calls == [{"address": "auto"}]
+    fresh = FakeRay()
+    assert _connect(fresh, None, {}) is True
+    assert fresh.calls == [{"address": "auto"}, {"include_dashboard": False}]
+    sized = FakeRay(running=True)  # resource settings ask for a new local instance
+    assert _connect(sized, None, {"num_cpus": 2}) is True
+    assert sized.calls == [{"num_cpus": 2, "include_dashboard": False}]
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    from_env = FakeRay()
+    assert _connect(from_env, None, {}) is True and from_env.calls == [{}]
