@@ -365,6 +365,16 @@ class TestCodeFingerprintReferences:
         module.THRESHOLD = 0.75  # rebinding at run time is seen too: globals are read on every call
         assert digest_of(module) != before
 
+    def test_mutable_global_is_fingerprinted_by_its_defining_statement(self, user_modules: WriteModule) -> None:
+        source = "CALLS = {'n': 0}\nTABLE = {'lo': 1}\n\ndef step(x):\n    CALLS['n'] += 1\n    return x + TABLE['lo']\n"
+        module = user_modules("steps_mutable", source)
+        before = digest_of(module)
+        module.step(1)
+        module.step(2)  # the counter changes at run time: not an edit
+        assert module.CALLS == {"n": 2}
+        assert digest_of(module) == before
+        assert digest_of(user_modules("steps_mutable", source.replace("'lo': 1", "'lo': 2"))) != before
+
     def test_constant_in_another_module(self, user_modules: WriteModule) -> None:
         user_modules("helpers_mod", HELPERS)
         steps = user_modules("steps_oconst", STEP_WITH_HELPERS)

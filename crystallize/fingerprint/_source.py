@@ -279,3 +279,50 @@ def _const_bytes(const: object, owner: str) -> bytes:
 
 def _no_code(obj: object, key: str) -> bytes:  # literal constants never hold functions
     return repr(obj).encode()
+
+
+_ASSIGNMENTS: dict[tuple[str, int, int], dict[str, bytes]] = {}  # (file, mtime_ns, size) -> name -> statements
+
+
+def assignment_sources(filename: str | None) -> dict[str, bytes]:
+    """Normalised source of the module-level statements that bind each name in a file.
+
+    Used for mutable module globals (a dict, list or set): their *defining source* goes
+    into a fingerprint rather than their run-time value, so a counter that code mutates
+    while it runs does not look like an edit, while editing the literal in the file does.
+    Cached per (path, mtime, size); an unreadable file gives an empty mapping.
+    """
+    import os
+
+    if not filename:
+        return {}
+    try:
+        st = os.stat(filename)
+    except OSError:
+        return {}
+    key = (filename, st.st_mtime_ns, st.st_size)
+    found = _ASSIGNMENTS.get(key)
+    if found is None:
+        found = _module_assignments(filename)
+        _ASSIGNMENTS[key] = found
+    return found
+
+
+def _module_assignments(filename: str) -> dict[str, bytes]:
+    try:
+        with open(filename, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return {}
+    out: dict[str, bytes] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Assign):
+            targets = [t for target in stmt.targets for t in ast.walk(target) if isinstance(t, ast.Name)]
+        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) and isinstance(stmt.target, ast.Name):
+            targets = [stmt.target]
+        else:
+            continue
+        dumped = ast.dump(stmt, include_attributes=False).encode()
+        for target in targets:
+            out[target.id] = out.get(target.id, b"") + dumped
+    return out

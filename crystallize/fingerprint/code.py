@@ -30,7 +30,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from crystallize.errors import FingerprintError, UnhashableValueError
-from crystallize.fingerprint._source import StaticInfo, class_static, describe, function_static, module_static
+from crystallize.fingerprint._source import (
+    StaticInfo,
+    assignment_sources,
+    class_static,
+    describe,
+    function_static,
+    module_static,
+)
 from crystallize.fingerprint.encoding import encode, tagged_digest
 from crystallize.fingerprint.environment import Origin, class_origin, function_origin, module_origin, package_of
 
@@ -138,6 +145,9 @@ def _attributes(obj: object) -> dict[str, object]:
         return dict(vars(obj))
     except TypeError:  # no __dict__ (slots or C type)
         return {}
+
+
+_MUTABLE = (dict, list, set, bytearray)
 
 
 def _cell_contents(cell: types.CellType) -> object:
@@ -360,5 +370,15 @@ class _Walk:
             if isinstance(value, types.ModuleType):
                 chains = tuple(chain for chain in info.chains if chain[0] == name)
                 yield f"{name}=".encode() + self._module(value, chains, name in info.bare, via)
-            else:
-                yield f"{name}=".encode() + self.ref(value, name, via)
+                continue
+            if isinstance(value, _MUTABLE):
+                # A mutable global is fingerprinted by the statement that defines it, so state
+                # the code mutates at run time (a call counter, a cache) is not an edit.
+                source = assignment_sources(namespace.get("__file__")).get(name)  # type: ignore[arg-type]
+                if source is not None:
+                    yield f"{name}=source:".encode() + source
+                    members = value.values() if isinstance(value, dict) else value
+                    for i, member in enumerate(m for m in members if callable(m)):  # e.g. a dispatch table
+                        yield f"{name}[{i}]=".encode() + self.ref(member, f"{name}[{i}]", via)
+                    continue
+            yield f"{name}=".encode() + self.ref(value, name, via)
