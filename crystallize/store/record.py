@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import json
 import platform
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -142,10 +141,39 @@ def environment_info(packages: Mapping[str, str] | None = None) -> dict[str, Any
 
 
 def git_commit(path: Path) -> str | None:
-    """The commit checked out at ``path`` (``None`` outside a git repository)."""
+    """The commit checked out in the git repository containing ``path`` (``None`` outside one).
+
+    Reads ``.git/HEAD`` and the ref it names (loose or packed) directly: no subprocess, so it
+    is cheap enough to call for every run.
+    """
+    for folder in (Path(path).resolve(), *Path(path).resolve().parents):
+        git = folder / ".git"
+        if git.is_file():  # a worktree or submodule: "gitdir: <path>"
+            text = git.read_text(errors="replace").strip()
+            git = (folder / text.partition(":")[2].strip()).resolve() if text.startswith("gitdir:") else git
+        if git.is_dir():
+            return _resolve_head(git)
+    return None
+
+
+def _resolve_head(git: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
+        head = (git / "HEAD").read_text().strip()
+    except OSError:
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    if not head.startswith("ref:"):
+        return head or None
+    ref = head.partition(":")[2].strip()
+    common = git / "commondir"
+    roots = [git, (git / common.read_text().strip()).resolve()] if common.is_file() else [git]
+    for root in roots:
+        loose = root / ref
+        if loose.is_file():
+            return loose.read_text().strip() or None
+        packed = root / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                sha, _, name = line.partition(" ")
+                if name == ref:
+                    return sha
+    return None  # a branch with no commit yet
