@@ -470,3 +470,33 @@ class TestRetention:
         assert (root / "v0" / "replicate_0" / "a" / "Save_BigStep" / "big.bin").exists()
         assert (root / "v1" / "b" / ".crystallize_complete").exists()
         assert res.artifacts["big.bin"]["a"].read_bytes() == b"x" * 2000
+
+    def test_versions_pinned_by_a_downstream_experiment_are_never_pruned(self, tmp_path: Path) -> None:
+        from crystallize import Artifact, ExperimentGraph
+
+        def graph_for(value: int) -> ExperimentGraph:
+            out = Artifact("v.txt")
+
+            @pipeline_step()
+            def write_value(data, ctx, out: Artifact, *, value: int = 0):
+                out.write(str(value))
+                return data, {"v": value}
+
+            @pipeline_step()
+            def read_value(data, ctx):
+                return data, {"seen": int(data)}
+
+            producer = Experiment(unit(), Pipeline([write_value(out=out, value=value)]), name="prod", outputs=[out],
+                                  plugins=[ArtifactPlugin(versioned=True, artifact_retention=1), SeedPlugin(seed=1)])
+            consumer = Experiment(out, Pipeline([read_value()]), name="cons",
+                                  plugins=[ArtifactPlugin(versioned=True, artifact_retention=1), SeedPlugin(seed=1)])
+            return ExperimentGraph(producer, consumer)
+
+        graph_for(1).run(strategy="resume")  # prod v0, cons v0 pins prod v0
+        graph_for(2).run(only=["prod"], strategy="resume")  # prod v1; cons still pins prod v0
+        graph_for(3).run(only=["prod"], strategy="resume")  # prod v2: v0 is past retention
+        pinned = tmp_path / "data" / "prod" / "v0" / "replicate_0" / "baseline" / "Write_ValueStep" / "v.txt"
+        assert pinned.read_text() == "1"
+        assert (tmp_path / "data" / "prod" / "v0" / "baseline" / ".crystallize_complete").exists()
+        stripped = tmp_path / "data" / "prod" / "v1"
+        assert not (stripped / "baseline" / ".crystallize_complete").exists()  # v1: not pinned, pruned

@@ -16,10 +16,18 @@ _KEEP_FILES = {"results.json", "_manifest.json", "metadata.json", "run.json"}
 
 
 def _protected(store: ExperimentStore) -> set[int]:
+    """Versions the newest run record holds conditions in, or that a downstream
+    experiment in the same store root pins in its newest run record."""
     record = latest_record(store)
-    if record is None:
-        return set()
-    return {record.version} | {c.version for c in record.conditions.values() if c.version >= 0}
+    keep = set() if record is None else {record.version} | {c.version for c in record.conditions.values()}
+    if store.root.is_dir():
+        for folder in store.root.iterdir():
+            if folder.name == store.name or folder.name.startswith(".") or not folder.is_dir():
+                continue
+            downstream = latest_record(ExperimentStore(store.root, folder.name))
+            for condition in downstream.conditions.values() if downstream else ():
+                keep.update(p.version for p in condition.upstream if p.producer == store.name)
+    return {v for v in keep if v >= 0}
 
 
 def prune_versions(store: ExperimentStore, *, keep: int, big_file_mb: float) -> None:
