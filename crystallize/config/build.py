@@ -9,7 +9,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from crystallize.config.schema import CLI_KEYS, HYPOTHESIS_KEYS, OUTPUT_KEYS, check_keys, expect, parse_store
+from crystallize.config.schema import (
+    CLI_KEYS,
+    HYPOTHESIS_KEYS,
+    NODE_STORE_KEYS,
+    OUTPUT_KEYS,
+    check_keys,
+    expect,
+    parse_store,
+)
 from crystallize.datasources.artifacts import Artifact
 from crystallize.datasources.datasource import DataSource, ExperimentInput
 from crystallize.errors import ConfigError, CrystallizeError
@@ -238,14 +246,44 @@ def _files(cfg: ExperimentConfig, source: DataSource) -> None:
 def _plugins(cfg: ExperimentConfig, store_root: Path | None, settings: Mapping[str, Any]) -> list[Any]:
     from crystallize.plugins.builtin import ArtifactPlugin, SeedPlugin
 
-    store = parse_store(cfg.data.get("store"), path=cfg.path, default=store_root or cfg.path.parent.parent / "data")
-    retention = store["retention"] if store["retention"] is not None else 3
+    defaults = settings.get("store") or {"root": store_root or cfg.path.parent.parent / "data", "versioned": True,
+                                         "retention": 3, "durable": False}
+    store = parse_store(cfg.data.get("store"), path=cfg.path, default=defaults, allowed=NODE_STORE_KEYS)
     plugins: list[Any] = [ArtifactPlugin(root_dir=store["root"], versioned=store["versioned"],
-                                         artifact_retention=retention, durable=store["durable"])]
+                                         artifact_retention=store["retention"], durable=store["durable"])]
+    execution = _execution_plugin(cfg)
+    if execution is not None:
+        plugins.append(execution)
     seed = cfg.data.get("seed")
     if seed is not None:
         plugins.append(SeedPlugin(seed=expect(seed, int, path=cfg.path, key="seed")))
     return plugins
+
+
+def _execution_plugin(cfg: ExperimentConfig) -> Any:
+    """``backend``/``workers`` in config.yaml: this experiment's own execution plugin
+    (a graph-level backend, from graph.yaml or ``--backend``, takes precedence)."""
+    backend, workers = cfg.data.get("backend"), cfg.data.get("workers")
+    if backend is None:
+        if workers is not None:
+            raise ConfigError("'workers' needs a 'backend'", path=cfg.path, key="workers")
+        return None
+    from crystallize.execution.local import AsyncExecution, ParallelExecution, SerialExecution
+
+    if workers is not None and workers < 1:
+        raise ConfigError("must be at least 1", path=cfg.path, key="workers")
+    if backend == "serial":
+        return SerialExecution()
+    if backend in ("thread", "process"):
+        return ParallelExecution(max_workers=workers, executor_type=backend)
+    if backend == "async":
+        return AsyncExecution(max_workers=workers)
+    if backend == "ray":
+        from crystallize.execution.ray import RayExecution
+
+        return RayExecution()
+    raise ConfigError(f"unknown backend {backend!r}; choose serial, thread, process, async or ray", path=cfg.path,
+                      key="backend")
 
 
 def _check_misc(cfg: ExperimentConfig) -> None:
@@ -277,10 +315,13 @@ def build_experiment(cfg: ExperimentConfig, *, store_root: Path | None, upstream
     source = _datasource(cfg, upstream)
     _files(cfg, source)
     treatments, disabled = _treatments(cfg, inactive)
+    hypotheses, plugins = _hypotheses(cfg), _plugins(cfg, store_root, settings)
     try:
-        exp = Experiment(source, steps, _plugins(cfg, store_root, settings), name=cfg.name,
-                         description=cfg.data.get("description"), initial_ctx=cfg.data.get("initial_ctx"),
-                         treatments=treatments, hypotheses=_hypotheses(cfg), replicates=cfg.data.get("replicates", 1))
+        exp = Experiment(source, steps, plugins, name=cfg.name, description=cfg.data.get("description"),
+                         initial_ctx=cfg.data.get("initial_ctx"), treatments=treatments, hypotheses=hypotheses,
+                         replicates=cfg.data.get("replicates", 1))
+    except ConfigError:
+        raise
     except (TypeError, ValueError, CrystallizeError) as exc:
         raise ConfigError(str(exc), path=cfg.path) from exc
     exp.outputs = {}

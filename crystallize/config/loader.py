@@ -18,6 +18,7 @@ from crystallize.config.modules import load_module
 from crystallize.config.schema import (
     EXPERIMENT_KEYS,
     GRAPH_KEYS,
+    check_graph_settings,
     check_keys,
     expect,
     parse_store,
@@ -105,6 +106,7 @@ def _graph_settings(folder: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("must be a mapping of keys", path=path)
     check_keys(data, GRAPH_KEYS, path=path, where="")
+    check_graph_settings(data, path=path)
     return {"path": path, **data}
 
 
@@ -176,7 +178,7 @@ def load_graph(path: Path) -> Any:
     for name in _order(configs):
         cfg = configs[name]
         built[name] = build_experiment(cfg, store_root=store["root"], upstream=built, inactive=_state(cfg.path),
-                                       settings=graph_cfg)
+                                       settings={**graph_cfg, "store": store})
     try:
         graph = ExperimentGraph(name=graph_cfg.get("name"))
         graph._add_all(built[n] for n in _order(configs))
@@ -186,6 +188,7 @@ def load_graph(path: Path) -> Any:
         raise DefinitionError(str(exc)) from exc
     graph.store_root, graph.versioned = store["root"], store["versioned"]
     graph.seed, graph.backend, graph.workers = graph_cfg.get("seed"), graph_cfg.get("backend"), graph_cfg.get("workers")
+    graph.description = graph_cfg.get("description")
     graph.source = path
     return graph
 

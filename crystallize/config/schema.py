@@ -9,7 +9,7 @@ from typing import Any
 
 from crystallize.errors import ConfigError
 
-__all__ = ["CLI_KEYS", "EXPERIMENT_KEYS", "GRAPH_KEYS", "HYPOTHESIS_KEYS", "OUTPUT_KEYS", "STORE_KEYS",
+__all__ = ["CLI_KEYS", "NODE_STORE_KEYS", "check_graph_settings", "EXPERIMENT_KEYS", "GRAPH_KEYS", "HYPOTHESIS_KEYS", "OUTPUT_KEYS", "STORE_KEYS",
            "check_keys", "expect", "parse_store"]
 
 EXPERIMENT_KEYS = frozenset({"name", "description", "replicates", "datasource", "steps", "outputs", "treatments",
@@ -19,7 +19,8 @@ GRAPH_KEYS = frozenset({"name", "description", "seed", "backend", "workers", "st
 OUTPUT_KEYS = frozenset({"file_name", "writer", "loader"})
 HYPOTHESIS_KEYS = frozenset({"name", "verifier", "metrics", "params", "correction"})
 CLI_KEYS = frozenset({"group", "priority", "icon", "color", "hidden"})
-STORE_KEYS = frozenset({"root", "versioned", "retention", "durable"})
+STORE_KEYS = frozenset({"root", "versioned", "retention", "durable"})  # graph.yaml
+NODE_STORE_KEYS = frozenset({"versioned", "retention", "durable"})  # config.yaml: the root is the graph's
 
 
 def _join(where: str, key: str) -> str:
@@ -49,13 +50,19 @@ def expect(value: Any, types: type | tuple[type, ...], *, path: Path, key: str) 
     return value
 
 
-def parse_store(value: Any, *, path: Path, default: Path) -> dict[str, Any]:
-    """``store: {root, versioned, retention, durable}``; ``root`` is relative to the file's folder."""
-    out: dict[str, Any] = {"root": default, "versioned": True, "retention": None, "durable": False}
+def parse_store(value: Any, *, path: Path, default: Mapping[str, Any] | Path,
+                allowed: frozenset[str] = STORE_KEYS) -> dict[str, Any]:
+    """``store: {root, versioned, retention, durable}`` over ``default`` (a mapping, or a root path).
+
+    ``root`` is relative to the file's folder.
+    """
+    base = {"root": default, "versioned": True, "retention": 3, "durable": False} if isinstance(default, Path) \
+        else dict(default)
+    out: dict[str, Any] = base
     if value is None:
         return out
     expect(value, dict, path=path, key="store")
-    check_keys(value, STORE_KEYS, path=path, where="store")
+    check_keys(value, allowed, path=path, where="store")
     if "root" in value:
         root = Path(expect(value["root"], str, path=path, key="store.root"))
         out["root"] = root if root.is_absolute() else path.parent / root
@@ -63,3 +70,17 @@ def parse_store(value: Any, *, path: Path, default: Path) -> dict[str, Any]:
         if key in value:
             out[key] = expect(value[key], kind, path=path, key=f"store.{key}")
     return out
+
+
+def check_graph_settings(data: Mapping[str, Any], *, path: Path) -> None:
+    """Types of the ``graph.yaml`` keys (the store is checked by :func:`parse_store`)."""
+    from crystallize.execution.select import BACKENDS
+
+    for key, kind in (("name", str), ("description", str), ("seed", int), ("workers", int), ("backend", str)):
+        if data.get(key) is not None:
+            expect(data[key], kind, path=path, key=key)
+    if data.get("backend") is not None and data["backend"] not in BACKENDS:
+        raise ConfigError(f"unknown backend {data['backend']!r}; choose one of {', '.join(BACKENDS)}", path=path,
+                          key="backend")
+    if data.get("workers") is not None and data["workers"] < 1:
+        raise ConfigError("must be at least 1", path=path, key="workers")

@@ -59,6 +59,7 @@ class ExperimentGraph:
         self.backend: str | None = None
         self.workers: int | None = None
         self.source: Path | None = None  # folder or file the graph was loaded from
+        self.description: str | None = None
         if experiments:
             self._add_all(experiments)
 

@@ -3,6 +3,8 @@ the extensions of spec section 7 and the errors every config mistake must raise.
 
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 from typing import Any
@@ -276,6 +278,43 @@ class TestExtensions:
         assert read_json(root / "results" / "params" / "v0" / "run.json")["master_seed"] == master
         graph.run()
         assert sorted(p.name for p in (root / "results" / "params").iterdir() if p.is_dir()) == ["v0"]
+
+    def test_graph_store_retention_and_node_backend(self, tmp_path: Path) -> None:
+        from crystallize import ArtifactPlugin, ParallelExecution
+
+        root = tmp_path / "g"
+        write_folder(root, {"graph.yaml": "store: {retention: 1, durable: true}\ndescription: a demo\n"})
+        config = PARAMS["config.yaml"].rstrip(" ") + "        backend: thread\n        workers: 2\n"
+        write_folder(root / "params", {**PARAMS, "config.yaml": config})
+        graph = ExperimentGraph.from_yaml(root)
+        exp = graph.experiments["params"]
+        plugin = exp.get_plugin(ArtifactPlugin)
+        assert (plugin.artifact_retention, plugin.durable, plugin.root_dir) == (1, True, root / "data")
+        execution = exp.get_plugin(ParallelExecution)
+        assert (execution.executor_type, execution.max_workers) == ("thread", 2)
+        assert graph.description == "a demo"
+        node_override = PARAMS["config.yaml"].rstrip(" ") + "        store: {retention: 5}\n"
+        write_folder(root / "params", {**PARAMS, "config.yaml": node_override})
+        assert ExperimentGraph.from_yaml(root).experiments["params"].get_plugin(ArtifactPlugin).artifact_retention == 5
+
+    @pytest.mark.parametrize(("graph_yaml", "key", "message"), [
+        ("backend: gpu\n", "backend", "unknown backend 'gpu'"),
+        ("workers: 0\n", "workers", "must be at least 1"),
+        ("seed: soon\n", "seed", "must be an int"),
+        ("store: {root: r, colour: red}\n", "store.colour", "unknown key 'colour'"),
+    ])
+    def test_graph_yaml_errors(self, tmp_path: Path, graph_yaml: str, key: str, message: str) -> None:
+        root = tmp_path / "g"
+        write_folder(root, {"graph.yaml": graph_yaml})
+        write_folder(root / "params", PARAMS)
+        with pytest.raises(ConfigError, match=rf"graph\.yaml \[{re.escape(key)}\]: {message}"):
+            ExperimentGraph.from_yaml(root)
+
+    def test_node_store_root_is_rejected(self, tmp_path: Path) -> None:
+        config = PARAMS["config.yaml"].rstrip(" ") + "        store: {root: elsewhere}\n"
+        folder = write_folder(tmp_path / "g" / "params", {**PARAMS, "config.yaml": config})
+        with pytest.raises(ConfigError, match=r"\[store\.root\]: unknown key 'root'"):
+            Experiment.from_yaml(folder / "config.yaml")
 
     def test_baseline_and_empty_treatments(self, tmp_path: Path) -> None:
         config = PARAMS["config.yaml"].replace("shifted: {offset: 5.0}", "baseline: {offset: 1.0}\n          same:")
