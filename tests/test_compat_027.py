@@ -988,6 +988,8 @@ class TestSingleShotAndHelpers:
         assert r.metrics.treatments["bias_1.0"].metrics == {"loss": [3.0]}
         assert r.metrics.hypotheses == []
         assert not (tmp_path / "data").exists()
+        debug_root = Path(r.provenance["store_root"])  # kept, outside the real store
+        assert (debug_root / "opt_demo" / "v0" / "baseline" / ".crystallize_complete").exists()
 
     def test_hook_order(self) -> None:
         seen: list[str] = []

@@ -49,7 +49,11 @@ def apply_once(experiment: Experiment, treatment: Treatment | str | None, *, dat
 
 
 def debug_run(experiment: Experiment, treatment: Treatment | str | None, *, verbose: bool = True) -> Result:
-    """One replicate, serial, no hypotheses, stored in a temporary folder."""
+    """One replicate, serial, no hypotheses, stored in a fresh temporary folder.
+
+    The folder (``result.provenance["store_root"]``) is kept so the artifact paths in the
+    result stay readable; it never mixes with the experiment's real store.
+    """
     import logging
 
     from crystallize.execution.engine import run_experiment
@@ -66,13 +70,14 @@ def debug_run(experiment: Experiment, treatment: Treatment | str | None, *, verb
             p.verbose, p.log_level = True, "DEBUG"
     chosen = _named(experiment, treatment)
     try:
-        with tempfile.TemporaryDirectory(prefix="crystallize-debug-") as tmp:
-            outcome = run_experiment(experiment, treatments=[chosen] if chosen else [], hypotheses=[], replicates=1,
-                                     backend=SerialBackend(), store_root=Path(tmp), versioned=False)
+        root = Path(tempfile.mkdtemp(prefix="crystallize-debug-"))
+        outcome = run_experiment(experiment, treatments=[chosen] if chosen else [], hypotheses=[], replicates=1,
+                                 backend=SerialBackend(), store_root=root, versioned=False)
     finally:
         log.setLevel(saved[0])
         for p, (was_verbose, level) in zip(loggers, saved[1]):
             p.verbose, p.log_level = was_verbose, level
+    outcome.result.provenance["store_root"] = str(root)
     return outcome.result
 
 
