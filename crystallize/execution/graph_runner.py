@@ -75,7 +75,10 @@ class _Scheduler:
                             sorter.done(name)
                             continue
                         upstream = {u: runs[u] for u in self.graph.upstream(name) if u in runs}
-                        running[pool.submit(self.run_node, name, upstream)] = name
+                        if self.parallel > 1:
+                            running[pool.submit(self.run_node, name, upstream)] = name
+                        else:  # one at a time: run here (plain stack traces, no thread hop)
+                            running[_done(self.run_node, name, upstream)] = name
                     if not running:
                         continue
                     finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -95,6 +98,16 @@ class _Scheduler:
         stored = stored_upstream(self.graph.experiments[name], self.graph.store_root)
         if stored is not None:
             runs[name] = stored
+
+
+def _done(fn: Callable[..., ExperimentOutcome], *args: Any) -> Future[ExperimentOutcome]:
+    """Call ``fn`` now and wrap its outcome (or exception) in a finished future."""
+    future: Future[ExperimentOutcome] = Future()
+    try:
+        future.set_result(fn(*args))
+    except BaseException as exc:  # re-raised by future.result() in the scheduler loop
+        future.set_exception(exc)
+    return future
 
 
 def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None = None, replicates: int | None = None,
