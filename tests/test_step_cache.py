@@ -293,3 +293,29 @@ def test_the_read_tracer_records_only_inputs():
     assert ctx["mine"] == 3
     list(tracer)
     assert tracer.reads == {"a", "b", "missing", "replicate", "condition", "seed_used"}
+
+
+def test_workers_that_get_steps_by_value_still_hit(tmp_path, cache_dir):
+    """YAML step modules travel to process workers by value, without a source file: the runner
+    computes the code part of the key and sends it along."""
+    import cloudpickle
+
+    from crystallize import ParallelExecution
+
+    modules = UserModules(tmp_path / "code")
+    (tmp_path / "code").mkdir()
+    source = ("from crystallize import pipeline_step\n\n\n@pipeline_step(cacheable=True)\n"
+              "def square(data, ctx, delta: float = 0.0):\n    return [x * x + delta for x in data]\n")
+    try:
+        module = modules.write("by_value", source)
+        cloudpickle.register_pickle_by_value(module)
+        plugins = [ParallelExecution(executor_type="process", max_workers=2), SeedPlugin(seed=3)]
+        exp = experiment([module.square(), total()], plugins=plugins, treatments=[treatment("t", {"delta": 1.0})])
+        first, again = exp.run(), exp.run()
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+        modules.close()
+    hits = [steps[0]["cache_hit"] for reps in again.provenance["ctx_changes"].values() for steps in reps.values()]
+    assert hits == [True] * 4
+    assert len(list(cache_dir.rglob("*.entry"))) == 4  # two conditions x two replicates
+    assert again.metrics.treatments["t"].metrics == first.metrics.treatments["t"].metrics == {"total": [17.0, 17.0]}

@@ -22,6 +22,7 @@ from crystallize.execution.collect import Collector, ConditionRun
 from crystallize.execution.events import EventSink, RunStarted
 from crystallize.execution.job import DefinitionRef, Job, JobResult, RunDefinition, run_job
 from crystallize.execution.local import SerialBackend
+from crystallize.execution.step_cache import cache_plan
 from crystallize.execution.report import assemble
 from crystallize.graph.settings import ConditionInputs, RunSettings, UpstreamRun, resolve_inputs, resolve_settings
 from crystallize.graph.plan import ConditionPlan, plan_conditions
@@ -145,7 +146,8 @@ def _definition(experiment: Experiment, settings: RunSettings, remote: bool) -> 
     definition = RunDefinition(
         experiment_name=settings.name, datasource=experiment.datasource, pipeline=experiment.pipeline,
         initial_ctx=experiment.initial_ctx, treatments={k: v for k, v in settings.conditions.items() if v is not None},
-        plugins=tuple(experiment.plugins), seed_fn=settings.seed_fn, experiment=experiment)
+        plugins=tuple(experiment.plugins), seed_fn=settings.seed_fn, experiment=experiment,
+        step_cache=cache_plan(experiment.pipeline.steps))
     ref = DefinitionRef(f"{settings.name}:{uuid.uuid4().hex}", definition)
     if remote:
         _preflight(ref, experiment, settings)

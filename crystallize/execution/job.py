@@ -17,6 +17,7 @@ from crystallize.context import FrozenContext
 from crystallize.datasources.artifacts import ArtifactInput, ArtifactRecord
 from crystallize.datasources.datasource import DataSource
 from crystallize.errors import PipelineExecutionError
+from crystallize.execution.step_cache import CachePlan, planned
 from crystallize.plugins.base import BasePlugin
 from crystallize.steps import Pipeline
 from crystallize.treatments import Treatment
@@ -42,6 +43,7 @@ class RunDefinition:
     plugins: tuple[BasePlugin, ...] = ()
     seed_fn: Callable[[int], None] | None = None
     experiment: Any = None  # the object hooks receive
+    step_cache: CachePlan | None = None  # resolved by the runner (cache folder, code keys)
     replicate_plugins: tuple[BasePlugin, ...] = field(init=False, default=())
     step_plugins: tuple[BasePlugin, ...] = field(init=False, default=())
 
@@ -171,7 +173,9 @@ def run_job(job: Job) -> JobResult:
         for plugin in d.replicate_plugins:
             plugin.before_replicate(d.experiment, ctx)
         data = d.datasource.fetch(ctx)
-        _, records = d.pipeline.run(data, ctx, experiment=d.experiment, plugins=d.step_plugins, return_provenance=True)
+        with planned(d.pipeline.steps, d.step_cache):
+            _, records = d.pipeline.run(data, ctx, experiment=d.experiment, plugins=d.step_plugins,
+                                        return_provenance=True)
     except Exception as exc:  # boundary: a user failure becomes data
         return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
     artifacts = tuple(ctx._artifacts.drain()) if ctx._artifacts is not None else ()

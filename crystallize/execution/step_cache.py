@@ -21,7 +21,10 @@ Reads are only known after a first execution, so entries are found in two steps,
 ccache's manifests: ``<root>/<static key>/<names>.keys.json`` lists the keys one execution
 read, and ``<root>/<static key>/<names>-<values>.entry`` holds the outputs for one set of
 values of those keys. The root is ``$CRYSTALLIZE_CACHE_DIR`` (default ``.cache`` in the
-working directory), read on every call. Files are written to a temporary name and moved
+working directory) of the process that starts the run: the runner resolves it, and the
+code keys, into a :class:`CachePlan` that travels with the jobs, because a worker may
+have another working directory and environment (a forkserver, a Ray node) and may hold
+step functions by value, without their source file. Files are written to a temporary name and moved
 into place, so a reader never sees half an entry; an entry carries a SHA-256 of its body
 and a damaged one is a miss. Input data or a read value without a canonical encoding (or
 outputs that cannot be pickled) make the step run uncached, never fail (0.27's W-02).
@@ -40,7 +43,9 @@ import os
 import pickle
 import random
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -56,7 +61,7 @@ if TYPE_CHECKING:
     from crystallize.datasources.artifacts import ArtifactLog
     from crystallize.steps import PipelineStep
 
-__all__ = ["CACHE_ENV", "ReadTracer", "cache_root", "cached_call"]
+__all__ = ["CACHE_ENV", "CachePlan", "ReadTracer", "cache_plan", "cache_root", "cached_call", "planned"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +69,9 @@ CACHE_ENV = "CRYSTALLIZE_CACHE_DIR"
 _MAGIC = b"crystallize-step-cache 1\n"
 
 Invoke = Callable[["PipelineStep", Any, FrozenContext], Any]
+
+# The runner's CachePlan inside a job: cache folder, and code keys by id() of the job's step objects.
+_PLANNED: ContextVar[tuple[Path, Mapping[int, str]] | None] = ContextVar("crystallize_step_cache", default=None)
 
 
 def cache_root() -> Path:
@@ -138,15 +146,70 @@ def _restore_random(ctx: FrozenContext, state: Mapping[str, Any]) -> None:
         ctx.rng_factory().bit_generator.state = state["rng"]
 
 
-def _static_key(step: PipelineStep, data: Any, ctx: FrozenContext, start: Mapping[str, Any]) -> str:
-    """Everything known before the step runs (raises FingerprintError when something cannot be encoded)."""
+def _code_key(step: PipelineStep) -> str:
+    """The step's code fingerprint and the versions of the packages it uses (FingerprintError without source)."""
     from crystallize.fingerprint import canonical, code_fingerprint, environment_fingerprint, tagged_digest
 
     target = step.code_target()
     code = code_fingerprint(step if target is type(step) else target, version=step.version)
+    return tagged_digest("step-cache-code", code.digest, canonical(environment_fingerprint(code.packages)))
+
+
+@dataclass(frozen=True, slots=True)
+class CachePlan:
+    """What the runner resolves for the step cache of one run and sends to every job.
+
+    A worker process may have inherited another working directory and environment (a
+    forkserver, a Ray node) and may hold step functions by value, without a source file.
+
+    Attributes
+    ----------
+    root : str
+        Absolute cache folder (``$CRYSTALLIZE_CACHE_DIR`` or ``./.cache`` of the runner).
+    codes : tuple[str or None, ...]
+        Code key per pipeline step (``None``: not cacheable, or no readable source).
+    """
+
+    root: str
+    codes: tuple[str | None, ...]
+
+
+def cache_plan(steps: Sequence[PipelineStep]) -> CachePlan | None:
+    """Resolve the cache folder and the code keys of the cacheable steps; ``None`` if none is cacheable."""
+    if not any(step.cacheable for step in steps):
+        return None
+    codes: list[str | None] = []
+    for step in steps:
+        try:
+            codes.append(_code_key(step) if step.cacheable else None)
+        except FingerprintError:
+            codes.append(None)
+    return CachePlan(str(cache_root().resolve()), tuple(codes))
+
+
+@contextmanager
+def planned(steps: Sequence[PipelineStep], plan: CachePlan | None) -> Iterator[None]:
+    """Use ``plan`` (from :func:`cache_plan`) for ``steps`` while the block runs."""
+    if plan is None:
+        yield
+        return
+    codes = {id(s): k for s, k in zip(steps, plan.codes) if k is not None}
+    token = _PLANNED.set((Path(plan.root), codes))
+    try:
+        yield
+    finally:
+        _PLANNED.reset(token)
+
+
+def _static_key(step: PipelineStep, data: Any, ctx: FrozenContext, start: Mapping[str, Any]) -> str:
+    """Everything known before the step runs (raises FingerprintError when something cannot be encoded)."""
+    from crystallize.fingerprint import canonical, tagged_digest
+
+    planned = _PLANNED.get()
+    code = (planned[1].get(id(step)) if planned else None) or _code_key(step)
     injected = {n: ctx._data[n] for n in step.injected_names() if n in ctx._data}
     return tagged_digest(
-        "step-cache", step.name, code.digest, canonical(environment_fingerprint(code.packages)),
+        "step-cache", step.name, code,
         canonical(step.params, key=f"{step.name} parameters"), canonical(injected, key=f"{step.name} injected"),
         canonical(ctx._data.get("seed_used"), key="seed_used"), canonical(start, key="random state"),
         canonical(data, key=f"input data of {step.name}"))
@@ -294,8 +357,9 @@ def cached_call(step: PipelineStep, data: Any, ctx: FrozenContext, invoke: Invok
         What the step returned (or would have), and whether it came from the cache.
     """
     start = _random_state(ctx, step)
+    planned = _PLANNED.get()
     try:
-        folder = cache_root() / _static_key(step, data, ctx, start)
+        folder = (planned[0] if planned else cache_root()) / _static_key(step, data, ctx, start)
     except FingerprintError as exc:
         logger.debug("step cache: %s runs uncached: %s", step.name, exc)
         return invoke(step, data, ctx), False
