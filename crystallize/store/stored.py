@@ -52,11 +52,20 @@ def _from_record(record: ConditionRecord) -> dict[int, StoredReplicate]:
 
 
 def _from_journal(store: ExperimentStore, record: ConditionRecord, name: str) -> dict[int, StoredReplicate]:
+    """Replicates the journal says finished and whose artifact files are all still on disk.
+
+    Only used for conditions without a completion marker (a killed run, or files pruned by
+    retention), so checking that the files exist costs nothing on the common path.
+    """
     ok: dict[int, StoredReplicate] = {}
     for entry in read_journal(store, record.version, name):
         if entry.get("error") is None and "metrics" in entry:
+            rep = int(entry["replicate"])
             arts = {k: (v[0], v[1]) for k, v in entry.get("artifacts", {}).items()}
-            ok[int(entry["replicate"])] = StoredReplicate(entry.get("seed"), entry["metrics"], entry.get("tags"), arts)
+            if all(store.artifact(record.version, rep, name, step, file).is_file() for file, (step, _) in arts.items()):
+                ok[rep] = StoredReplicate(entry.get("seed"), entry["metrics"], entry.get("tags"), arts)
+            else:
+                ok.pop(rep, None)
     return ok
 
 

@@ -302,6 +302,14 @@ def test_status_writes_nothing_but_the_input_file_hash_cache(chain, user, store,
     assert {k: v for k, v in after.items() if k in before} == before
 
 
+def test_a_condition_whose_files_were_pruned_is_incomplete_not_fresh(chain, store):
+    (store / "a" / "v0" / "boost" / ".crystallize_complete").unlink()  # what pruning does first
+    (store / "a" / "v0" / "replicate_1" / "boost" / "ProduceStep" / "a.json").unlink()
+    condition = chain.status()["a"].conditions["boost"]
+    assert (condition.state, condition.missing_replicates) == (NodeState.INCOMPLETE, (1,))
+    assert condition.reasons[0].detail == "replicates [1] missing from v0"
+
+
 # ----------------------------------------------------------------------------------- plans and failures
 
 def test_plan_splits_will_run_may_run_and_fresh(chain, user, store):
