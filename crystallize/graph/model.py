@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import networkx as nx
@@ -53,6 +54,7 @@ class ExperimentGraph:
         self._graph: nx.DiGraph = nx.DiGraph()
         self._name = name
         self._order: tuple[str, ...] | None = None  # cached topological order; reset on every change
+        self._experiments: Mapping[str, Experiment] | None = None
         self.seed: int | None = None
         self.store_root: Path | None = None
         self.versioned: bool | None = None
@@ -107,7 +109,7 @@ class ExperimentGraph:
         if key in self._graph:
             raise DuplicateNameError(f"two experiments are named '{key}'", name=key)
         self._graph.add_node(key, experiment=experiment)
-        self._order = None
+        self._order = self._experiments = None
 
     def _link(self, downstream: str, upstream: str, artifact: str | None = None) -> None:
         if self._graph.has_edge(upstream, downstream):
@@ -115,7 +117,7 @@ class ExperimentGraph:
                 self._graph.edges[upstream, downstream]["artifacts"].append(artifact)
             return
         self._graph.add_edge(upstream, downstream, artifacts=[artifact] if artifact else [])
-        self._order = None
+        self._order = self._experiments = None
 
     def add_dependency(self, downstream: Experiment | str, upstream: Experiment | str) -> None:
         """Add an ordering edge ``upstream -> downstream`` (both must already be nodes).
@@ -153,9 +155,11 @@ class ExperimentGraph:
         return sinks[0] if len(sinks) == 1 else "ExperimentGraph"
 
     @property
-    def experiments(self) -> dict[str, Experiment]:
-        """Experiments by name, in topological order."""
-        return {n: self._graph.nodes[n]["experiment"] for n in self.order()}
+    def experiments(self) -> Mapping[str, Experiment]:
+        """Experiments by name, in topological order (a read-only view, cached with the order)."""
+        if self._experiments is None or self._order is None:
+            self._experiments = MappingProxyType({n: self._graph.nodes[n]["experiment"] for n in self.order()})
+        return self._experiments
 
     def order(self) -> list[str]:
         """Topological order, ties broken by name (iterative; no recursion over depth)."""
