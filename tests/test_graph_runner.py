@@ -76,6 +76,12 @@ def test_chain_reads_exact_upstream_version_and_counts(tmp_path):
     assert first["b"].metrics.baseline.metrics["total"] == [10, 11, 10]
     pins = first["b"].provenance["conditions"]
     assert pins == {"baseline": 0}
+    import json
+
+    record = json.loads((tmp_path / "data" / "b" / "v0" / "run.json").read_text())
+    assert record["graph"] == {"name": "b"}
+    assert record["conditions"]["baseline"]["upstream"] == [
+        {"producer": "a", "artifact": "a.txt", "version": 0, "condition": "baseline", "fallback": False}]
 
 
 def test_only_and_upto_select_nodes(tmp_path):

@@ -70,25 +70,26 @@ def run_experiment(experiment: Experiment, *, treatments: Sequence[Treatment] | 
                    strategy: str | None = None, inherited: Sequence[Treatment] = (),
                    upstream: Mapping[str, UpstreamRun] | None = None, backend: Backend | None = None,
                    store_root: Path | None = None, versioned: bool | None = None, graph_seed: int | None = None,
-                   force: bool = False, on_event: EventSink | None = None) -> ExperimentOutcome:
+                   force: bool = False, on_event: EventSink | None = None,
+                   graph_name: str | None = None) -> ExperimentOutcome:
     """Plan and run one experiment (see :meth:`Experiment.run` for the user-facing contract)."""
     with _fewer_young_collections():
         return _plan_and_run(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
                              strategy=strategy, inherited=inherited, upstream=upstream, backend=backend,
                              store_root=store_root, versioned=versioned, graph_seed=graph_seed, force=force,
-                             on_event=on_event)
+                             on_event=on_event, graph_name=graph_name)
 
 
 def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | None,
                   hypotheses: Sequence[Hypothesis] | None, replicates: int | None, strategy: str | None,
                   inherited: Sequence[Treatment], upstream: Mapping[str, UpstreamRun] | None, backend: Backend | None,
                   store_root: Path | None, versioned: bool | None, graph_seed: int | None, force: bool,
-                  on_event: EventSink | None) -> ExperimentOutcome:
+                  on_event: EventSink | None, graph_name: str | None = None) -> ExperimentOutcome:
     from crystallize.fingerprint import FileHashCache
 
     settings = resolve_settings(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
                                 strategy=strategy, inherited=inherited, store_root=store_root, versioned=versioned,
-                                graph_seed=graph_seed)
+                                graph_seed=graph_seed, graph_name=graph_name)
     inputs = resolve_inputs(experiment, list(settings.conditions), upstream)
     cache = FileHashCache(settings.store.root / ".file-hashes.json")
     plans = plan_conditions(experiment, settings, inputs, cache, force=force)
@@ -300,6 +301,9 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
 
     for plugin in experiment.plugins:
         plugin.before_run(experiment)
+    logger.info("Experiment %s: %d replicates, %d treatments, %d hypotheses (seed=%d); running %s", settings.name,
+                settings.replicates, len(settings.conditions) - 1, len(settings.hypotheses), settings.master_seed,
+                ", ".join(n for n, p in plans.items() if p.run))
     setup_ctx = _setup_context(experiment, settings)
     for step in experiment.pipeline.steps:
         step.setup(setup_ctx)

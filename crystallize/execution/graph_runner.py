@@ -131,7 +131,8 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
         return run_experiment(
             experiments[name], treatments=treatments, replicates=replicates, strategy=strategy,
             inherited=inherited[name], upstream=upstream, backend=shared, store_root=graph.store_root,
-            versioned=graph.versioned, graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event)
+            versioned=graph.versioned, graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event,
+            graph_name=graph.name)
 
     parallel = shared.capacity if shared is not None else 1
     try:

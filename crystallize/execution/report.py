@@ -27,6 +27,10 @@ __all__ = ["assemble", "finish_run", "replicate_result", "running_record"]
 logger = logging.getLogger(__name__)
 
 
+def _graph(settings: RunSettings) -> dict[str, Any] | None:
+    return {"name": settings.graph} if settings.graph else None
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat()
 
@@ -66,7 +70,7 @@ def running_record(settings: RunSettings, plans: Mapping[str, ConditionPlan], ru
     return RunRecord(settings.name, version, "running", _now(), None, settings.master_seed, settings.replicates,
                      _records(settings, plans, runs, {n: r.inputs for n, r in runs.items()} | _no_inputs(plans, runs),
                               version, final=False),
-                     environment=_environment(plans), git_commit=git_commit(Path.cwd()))
+                     environment=_environment(plans), git_commit=git_commit(Path.cwd()), graph=_graph(settings))
 
 
 def _warn_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
@@ -190,7 +194,7 @@ def finish_run(experiment: Experiment, settings: RunSettings, plans: Mapping[str
     record = RunRecord(settings.name, version, "failed" if failed else "complete",
                        started.started if started else _now(), _now(), settings.master_seed, settings.replicates,
                        records, [h.to_dict() for h in result.metrics.hypotheses], _environment(plans),
-                       git_commit(Path.cwd()))
+                       git_commit(Path.cwd()), _graph(settings))
     previous_manifest = _read_manifest(settings, version) if previous is not None else None
     writer.write_manifest(previous_manifest)
     writer.write_metadata(settings.replicates, experiment.id, settings.name)

@@ -55,6 +55,7 @@ class RunSettings:
     auto_seed: bool
     seed_fn: Any
     previous: RunRecord | None = field(default=None, compare=False)
+    graph: str | None = None  # name of the graph this run belongs to (recorded in run.json)
 
 
 def _conditions(experiment: Experiment, treatments: Sequence[Treatment] | None,
@@ -82,7 +83,7 @@ def resolve_settings(experiment: Experiment, *, treatments: Sequence[Treatment] 
                      hypotheses: Sequence[Hypothesis] | None = None, replicates: int | None = None,
                      strategy: str | None = None, inherited: Sequence[Treatment] = (),
                      store_root: Path | None = None, versioned: bool | None = None,
-                     graph_seed: int | None = None) -> RunSettings:
+                     graph_seed: int | None = None, graph_name: str | None = None) -> RunSettings:
     """Resolve one run's settings from the experiment, call arguments and graph overrides.
 
     Raises
@@ -110,7 +111,7 @@ def resolve_settings(experiment: Experiment, *, treatments: Sequence[Treatment] 
         durable=artifact.durable, retention=artifact.artifact_retention, big_file_mb=artifact.big_file_threshold_mb,
         master_seed=seed, seed_configured=configured, auto_seed=seed_plugin.auto_seed if seed_plugin else True,
         seed_fn=(seed_plugin.seed_fn if seed_plugin and seed_plugin.seed_fn else default_seed_function),
-        previous=previous)
+        previous=previous, graph=graph_name)
 
 
 def content_digest(shas: Mapping[str, str], below: int | None = None) -> str:

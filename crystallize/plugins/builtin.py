@@ -77,9 +77,7 @@ class LoggingPlugin(BasePlugin):
         if not logger.handlers:  # leave logging alone when the application (or our CLI) configured it
             logger.addHandler(logging.StreamHandler())
             logger.setLevel(getattr(logging, self.log_level.upper()))
-        self._start = time.perf_counter()
-        logger.info("Experiment %s: %d replicates, %d treatments, %d hypotheses", experiment.name,
-                    experiment.replicates, len(experiment.treatments), len(experiment.hypotheses))
+        self._start = time.perf_counter()  # the runner logs the run's resolved settings
 
     def after_step(self, experiment: Experiment, step: PipelineStep, data: Any, ctx: Any) -> None:
         if self.verbose:
