@@ -13,6 +13,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 GRAPH ?= graphs/breast_cancer
 STAMP := $(VENV)/.installed-$(firstword $(shell cksum pyproject.toml))
+RAY_STAMP := $(VENV)/.ray-$(firstword $(shell cksum pyproject.toml))
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get
 
 .DEFAULT_GOAL := help
@@ -27,7 +28,7 @@ help:
 demo: install
 	$(BIN)/crystallize run $(GRAPH)
 
-test: install
+test: install $(RAY_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: install
@@ -59,6 +60,12 @@ $(STAMP): | $(BIN)/python
 	  || $(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# The tests also cover the Ray backend (a local cluster), so `make test` adds the ray extra.
+$(RAY_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	@rm -f $(VENV)/.ray-*
 	@touch $@
 
 # Graphviz's `dot` draws graph pictures (crystallize render, graph.render("x.svg")).
