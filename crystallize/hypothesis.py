@@ -1,31 +1,30 @@
 """Hypotheses: compare each treatment's metrics with the baseline's.
 
 A *verifier* is a callable ``verifier(baseline, treatment) -> result`` where both
-arguments map a metric name to its samples. :func:`verifier` turns a plain
-function with extra keyword parameters into a factory of picklable
-:class:`VerifierCallable` objects. A :class:`Hypothesis` selects metrics, calls
-its verifier once per treatment (and per metric group), optionally corrects the
-p-values for multiple comparisons across treatments, and ranks the treatments.
-Failures in user code are recorded as data in :class:`HypothesisResult.errors`.
+arguments map a metric name to its samples (see :mod:`crystallize.verifiers`). A
+:class:`Hypothesis` selects metrics, calls its verifier once per treatment (and
+per metric group), optionally corrects the p-values for multiple comparisons
+across treatments, and ranks the treatments. Failures in user code are
+recorded as data in :class:`HypothesisResult.errors`
+(:mod:`crystallize.hypothesis_result`).
 
 The call shapes are those of crystallize-ml 0.27: ``@verifier``,
 ``@hypothesis(verifier=..., metrics=...)``, ``Hypothesis(verifier, metrics,
-ranker, name)``, ``verify``, ``rank_treatments`` and ``HypothesisResult``.
+ranker, name)``, ``verify``, ``rank_treatments`` and ``HypothesisResult``; all
+of them stay importable from this module.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import math
 import numbers
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from crystallize.errors import MissingMetricError
+from crystallize.hypothesis_result import HypothesisResult, _plain
+from crystallize.verifiers import Samples, VerifierCallable, verifier
 
 __all__ = [
     "CORRECTION_METHODS",
@@ -42,177 +41,12 @@ logger = logging.getLogger(__name__)
 #: Values accepted by ``Hypothesis(correction=...)``.
 CORRECTION_METHODS: tuple[str | None, ...] = (None, "holm", "bonferroni", "fdr_bh")
 
-_SAMPLE_NAMES = ("baseline_samples", "treatment_samples", "baseline", "treatment")
 _DEFAULT_ALPHA = 0.05
-_VERSION_SUFFIX = re.compile(r"^(?P<name>.*) \(v\d+\)$")
 
-Samples = Mapping[str, Sequence[Any]]
 ReplicateMetrics = Sequence[Mapping[str, Any] | None]
 
 
-# --------------------------------------------------------------------------- verifiers
-
-
-class VerifierCallable:
-    """A verifier function with its parameters bound.
-
-    Calling it runs ``fn(baseline, treatment, **params)``. Instances made by a
-    :func:`verifier` factory pickle as "call this factory with these
-    parameters", so they travel to worker processes even though the module
-    name of the function now refers to the factory.
-
-    Parameters
-    ----------
-    fn : Callable
-        The verifier function; its first two positional parameters receive the
-        baseline and treatment samples.
-    params : Mapping[str, Any]
-        Keyword arguments bound by the factory.
-    paired : bool, optional
-        True when the verifier pairs baseline and treatment values by
-        replicate index (see :meth:`Hypothesis.evaluate`).
-    factory : Callable, optional
-        The factory that created this object, used for pickling.
-    """
-
-    __slots__ = ("fn", "params", "paired", "_factory")
-
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        params: Mapping[str, Any] | None = None,
-        *,
-        paired: bool = False,
-        factory: Callable[..., VerifierCallable] | None = None,
-    ) -> None:
-        self.fn = fn
-        self.params: dict[str, Any] = dict(params or {})
-        self.paired = bool(paired)
-        self._factory = factory
-
-    def __call__(self, baseline: Samples, treatment: Samples) -> Mapping[str, Any]:
-        """Run the verifier on one pair of metric mappings."""
-        return self.fn(baseline, treatment, **self.params)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        if self._factory is not None:
-            return (_call_factory, (self._factory, dict(self.params)))
-        return (_rebuild_callable, (self.fn, dict(self.params), self.paired))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in self.params.items())
-        return f"{getattr(self.fn, '__name__', 'verifier')}({args})"
-
-
-def _call_factory(factory: Callable[..., VerifierCallable], params: dict[str, Any]) -> VerifierCallable:
-    return factory(**params)
-
-
-def _rebuild_callable(fn: Callable[..., Any], params: dict[str, Any], paired: bool) -> VerifierCallable:
-    return VerifierCallable(fn, params, paired=paired)
-
-
-@dataclass(frozen=True, slots=True)
-class _VerifierSignature:
-    """Which keyword parameters a verifier function accepts and requires."""
-
-    name: str
-    accepted: frozenset[str]
-    required: frozenset[str]
-    any_keyword: bool
-
-    @classmethod
-    def of(cls, fn: Callable[..., Any]) -> _VerifierSignature:
-        params = list(inspect.signature(fn).parameters.values())
-        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        named = [p.name for p in params if p.name in _SAMPLE_NAMES]
-        samples = named if len(named) == 2 else [p.name for p in positional[:2]]
-        if len(samples) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in params):
-            raise TypeError(
-                f"verifier {fn.__name__!r} must accept two positional arguments "
-                "(baseline samples, treatment samples)"
-            )
-        keyword = [
-            p for p in params
-            if p.name not in samples and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
-        return cls(
-            name=getattr(fn, "__name__", "verifier"),
-            accepted=frozenset(p.name for p in keyword),
-            required=frozenset(p.name for p in keyword if p.default is p.empty),
-            any_keyword=any(p.kind is p.VAR_KEYWORD for p in params),
-        )
-
-    def check(self, params: Mapping[str, Any]) -> None:
-        """Raise ``TypeError`` for unknown or missing parameters."""
-        unknown = sorted(set(params) - self.accepted)
-        if unknown and not self.any_keyword:
-            raise TypeError(
-                f"Unknown parameters: {', '.join(unknown)} (verifier {self.name!r} accepts: "
-                f"{', '.join(sorted(self.accepted)) or 'none'})"
-            )
-        missing = sorted(self.required - set(params))
-        if missing:
-            raise TypeError(f"Missing required parameters: {', '.join(missing)} (verifier {self.name!r})")
-
-
-def verifier(
-    fn: Callable[..., Any] | None = None, *, paired: bool = False
-) -> Callable[..., Any]:
-    """Turn a function into a factory of :class:`VerifierCallable` objects.
-
-    Usable as ``@verifier`` and ``@verifier(paired=True)``. The decorated name
-    becomes a factory: ``factory(**params)`` checks the parameters and returns
-    a :class:`VerifierCallable` that calls ``fn(baseline, treatment, **params)``.
-
-    Parameters
-    ----------
-    fn : Callable, optional
-        ``fn(baseline, treatment, **params)``. Parameters named
-        ``baseline_samples``/``treatment_samples`` or ``baseline``/``treatment``
-        receive the samples; otherwise the first two positional parameters do.
-    paired : bool, optional
-        Mark the verifier as pairing values by replicate index.
-
-    Returns
-    -------
-    Callable
-        The factory (or, without ``fn``, a decorator producing it). It carries
-        ``.fn`` and ``.paired``.
-
-    Raises
-    ------
-    TypeError
-        When the factory is called with unknown parameters
-        (``"Unknown parameters: ..."``) or without a required one
-        (``"Missing required parameters: ..."``), or when ``fn`` does not take
-        two sample arguments.
-
-    Examples
-    --------
-    >>> @verifier
-    ... def gap(baseline, treatment, *, threshold=1.0):
-    ...     diff = sum(treatment["m"]) / len(treatment["m"]) - sum(baseline["m"]) / len(baseline["m"])
-    ...     return {"gap": diff, "significant": diff > threshold}
-    >>> gap(threshold=0.5)({"m": [1.0, 2.0]}, {"m": [3.0, 4.0]})
-    {'gap': 2.0, 'significant': True}
-    """
-    if fn is None:
-        return functools.partial(verifier, paired=paired)
-    signature = _VerifierSignature.of(fn)
-
-    def factory(**params: Any) -> VerifierCallable:
-        signature.check(params)
-        return VerifierCallable(fn, params, paired=paired, factory=factory)
-
-    functools.update_wrapper(factory, fn)
-    factory.fn = fn  # type: ignore[attr-defined]
-    factory.paired = paired  # type: ignore[attr-defined]
-    factory.is_verifier_factory = True  # type: ignore[attr-defined]
-    return factory
-
-
-# --------------------------------------------------------------------------- results
+# --------------------------------------------------------------------------- ranking
 
 
 def rank_by_p_value(result: Any) -> float:
@@ -243,80 +77,8 @@ def rank_by_p_value(result: Any) -> float:
     return 1.0
 
 
-def _plain(value: Any) -> Any:
-    """Convert numpy scalars/arrays and nested containers to plain Python values."""
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
-    if callable(tolist) and type(value).__module__ == "numpy":
-        return tolist()
-    return value
-
-
 def _empty_ranking() -> dict[str, Any]:
     return {"best": None, "ranked": [], "ordered": []}
-
-
-@dataclass(frozen=True, slots=True)
-class HypothesisResult:
-    """Outcome of one hypothesis over all treatments.
-
-    Parameters
-    ----------
-    name : str
-        Hypothesis name.
-    results : dict[str, Any]
-        Verifier output per treatment name (a list of outputs for grouped
-        metrics). Treatments whose verifier raised are absent.
-    ranking : dict
-        ``{"best": name | None, "ranked": [(name, score), ...], "ordered": [name, ...]}``,
-        ascending by score (lower is better).
-    errors : dict[str, str]
-        ``"TypeName: message"`` per treatment whose verifier raised, and under
-        ``"ranker"`` when the ranker raised.
-    """
-
-    name: str
-    results: dict[str, Any]
-    ranking: dict[str, Any]
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def get_for_treatment(self, treatment: str) -> Any | None:
-        """Return the verifier output for ``treatment`` (``"name (vN)"`` accepted), or None."""
-        if treatment in self.results:
-            return self.results[treatment]
-        match = _VERSION_SUFFIX.match(treatment)
-        return self.results.get(match["name"]) if match else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (``ranked`` pairs become two-element lists)."""
-        ranking = dict(self.ranking)
-        ranking["ranked"] = [[name, score] for name, score in ranking.get("ranked", [])]
-        return {
-            "name": self.name,
-            "results": _plain(self.results),
-            "ranking": _plain(ranking),
-            "errors": dict(self.errors),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> HypothesisResult:
-        """Rebuild a result from :meth:`to_dict` output (0.27 dicts without errors too)."""
-        raw = dict(data.get("ranking") or {})
-        ranked = [(name, score) for name, score in raw.get("ranked", [])]
-        ranking = {
-            "best": raw.get("best"),
-            "ranked": ranked,
-            "ordered": list(raw.get("ordered", [name for name, _ in ranked])),
-        }
-        return cls(
-            name=str(data["name"]),
-            results=dict(data.get("results") or {}),
-            ranking=ranking,
-            errors=dict(data.get("errors") or {}),
-        )
 
 
 # --------------------------------------------------------------------------- hypothesis
@@ -409,7 +171,7 @@ def _corrected_output(output: Mapping[str, Any], adjusted: float, method: str) -
 
 def _apply_correction(results: dict[str, Any], method: str) -> dict[str, Any]:
     """Adjust p-values across treatments, separately for each metric group."""
-    from crystallize.stats import adjust_p_values  # stats imports this module
+    from crystallize.stats import adjust_p_values  # lazy: keeps scipy out of "import crystallize"
 
     families: dict[int | None, list[str]] = {}
     for name, result in results.items():

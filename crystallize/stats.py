@@ -46,7 +46,7 @@ from scipy import special
 from scipy import stats as st
 
 from crystallize.errors import DefinitionError, MissingMetricError, StatisticsError
-from crystallize.hypothesis import verifier
+from crystallize.verifiers import verifier
 
 __all__ = [
     "ALTERNATIVES",
