@@ -408,7 +408,7 @@ class Pipeline:
                 out, hit = cached_call(step, data, ctx, _invoke)
             else:
                 out, hit = _invoke(step, data, ctx), False
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit in a step fails the replicate, not the run
             raise PipelineExecutionError(step.name, exc) from exc
         if ctx._artifacts is not None:
             ctx._artifacts.label_new(step.name)

@@ -536,12 +536,14 @@ class TestCrossExperiment:
         model_art = Artifact("model.json", writer=to_json_bytes, loader=from_json_file)
         evaluator = Experiment(datasource=ExperimentInput(model=model_art), pipeline=Pipeline([evaluate()]),
                                name="evaluator", treatments=[Treatment("extra", {"bonus": 1})])
-        with caplog.at_level(logging.WARNING):
+        with caplog.at_level(logging.INFO):
             results = ExperimentGraph(make_trainer(model_art), evaluator).run()
         assert results["evaluator"].metrics.treatments["extra"].metrics == {"score": [20.0]}
-        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-        assert warnings == ["evaluator: upstream 'trainer' has no condition 'extra'; condition 'extra' reads its "
-                            "baseline model.json (v0)"]
+        # the designed fallback is reported once, at INFO (0.27 warned per replicate)
+        notes = [r.getMessage() for r in caplog.records if "reads its baseline" in r.getMessage()]
+        assert notes == ["evaluator: upstream 'trainer' has no condition 'extra'; condition 'extra' reads its "
+                         "baseline model.json (v0)"]
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
         record = read_json(Path("data") / "evaluator" / "v0" / "run.json")
         pins = record["conditions"]["extra"]["upstream"]
         assert pins == [{"producer": "trainer", "artifact": "model.json", "version": 0, "condition": "baseline",

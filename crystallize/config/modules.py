@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 from crystallize.errors import ConfigError
+from crystallize.fingerprint._source import USER_MODULE_PREFIX
 
 __all__ = ["load_module"]
 
@@ -28,7 +29,7 @@ def load_module(path: Path) -> ModuleType | None:
         return None
     resolved = path.resolve()
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:10]
-    name = f"crystallize_user_{digest}_{resolved.stem}".replace("-", "_")
+    name = f"{USER_MODULE_PREFIX}{digest}_{resolved.stem}".replace("-", "_")
     spec = importlib.util.spec_from_file_location(name, resolved)
     if spec is None or spec.loader is None:
         raise ConfigError("cannot be imported", path=path)

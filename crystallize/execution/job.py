@@ -176,7 +176,7 @@ def run_job(job: Job) -> JobResult:
         with planned(d.pipeline.steps, d.step_cache):
             _, records = d.pipeline.run(data, ctx, experiment=d.experiment, plugins=d.step_plugins,
                                         return_provenance=True)
-    except Exception as exc:  # boundary: a user failure becomes data
+    except (Exception, SystemExit) as exc:  # boundary: a user failure (even sys.exit) becomes data
         return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
     artifacts = tuple(ctx._artifacts.drain()) if ctx._artifacts is not None else ()
     return JobResult(job.condition, job.replicate, job.seed, ctx.metrics.lists(), ctx.metrics.tags(),

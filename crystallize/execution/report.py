@@ -74,11 +74,12 @@ def running_record(settings: RunSettings, plans: Mapping[str, ConditionPlan], ru
 
 
 def _warn_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
-    """0.27 warned when a condition read the upstream baseline; once per condition and artifact here."""
+    """Say when a condition reads the upstream baseline (the designed fallback, so INFO, not a
+    warning as in 0.27; the pin in run.json records it too)."""
     for name, run in runs.items():
         for pin in run.inputs.pins:
             if pin.fallback:
-                logger.warning("%s: upstream '%s' has no condition '%s'; condition '%s' reads its baseline %s (v%d)",
+                logger.info("%s: upstream '%s' has no condition '%s'; condition '%s' reads its baseline %s (v%d)",
                                experiment, pin.producer, name, name, pin.artifact, pin.version)
 
 

@@ -21,7 +21,8 @@ from crystallize.errors import FingerprintError
 from crystallize.fingerprint._cache import CODE_CACHE
 from crystallize.fingerprint.encoding import encode
 
-__all__ = ["StaticInfo", "class_static", "describe", "function_static", "module_static"]
+__all__ = ["USER_MODULE_PREFIX", "StaticInfo", "class_static", "describe", "function_static", "module_static",
+           "portable_module_name"]
 
 _DOC_OWNERS = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -57,10 +58,30 @@ def describe(obj: object) -> str:
     ('json.dumps', 'json')
     """
     if isinstance(obj, types.ModuleType):
-        return obj.__name__
+        return portable_module_name(obj.__name__)
     name = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     module = getattr(obj, "__module__", None)
-    return f"{module}.{name}" if module else name
+    return f"{portable_module_name(module)}.{name}" if module else name
+
+
+USER_MODULE_PREFIX = "crystallize_user_"  # modules the YAML loader imports from experiment folders
+
+
+def portable_module_name(module: str) -> str:
+    """A module name without the location-specific part the YAML loader adds.
+
+    Experiment-folder modules are imported as ``crystallize_user_<location hash>_<stem>``
+    so two folders' ``steps.py`` never clash; fingerprints use ``<stem>`` only, so a graph
+    folder that is copied, moved or cloned elsewhere keeps its fingerprints.
+
+    Examples
+    --------
+    >>> portable_module_name("crystallize_user_0a1b2c3d4e_steps"), portable_module_name("json")
+    ('steps', 'json')
+    """
+    if module.startswith(USER_MODULE_PREFIX):
+        return module[len(USER_MODULE_PREFIX):].partition("_")[2] or module
+    return module
 
 
 def function_static(fn: types.FunctionType) -> StaticInfo:

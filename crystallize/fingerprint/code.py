@@ -274,7 +274,7 @@ class _Walk:
         origin = module_origin(module.__name__, getattr(module, "__file__", None))
         if origin is not Origin.USER:
             return self._outside(origin, module, module.__name__, getattr(module, "__file__", None))
-        parts = [f"module:{module.__name__}".encode()]
+        parts = [f"module:{describe(module)}".encode()]
         parts += [self._chain(module, chain, via) for chain in chains]
         if bare:  # the module object itself is used: its whole source goes in
             self._enqueue(module, module.__name__, via)
@@ -357,7 +357,7 @@ class _Walk:
         except FingerprintError:
             logger.debug("module %s (used by %s) has no readable source; only its name goes in", module, via)
             body = b"<no source>"
-        return ["module", module.__name__, body]
+        return ["module", describe(module), body]
 
     def _globals(self, info: StaticInfo, namespace: Mapping[str, object], via: str) -> Iterator[bytes]:
         """One binding per module-level name the code reads; builtins contribute nothing."""

@@ -212,7 +212,9 @@ def _code_fingerprint_ref(obj: object, key: str) -> bytes:
 
 
 def _qualified(cls: type) -> bytes:
-    return f"{cls.__module__}.{cls.__qualname__}".encode()
+    from crystallize.fingerprint._source import portable_module_name
+
+    return f"{portable_module_name(cls.__module__)}.{cls.__qualname__}".encode()
 
 
 def _encode_hook(value: object, key: str) -> bytes:

@@ -109,6 +109,18 @@ def _code_parts(experiment: Experiment, parts: dict[str, str], packages: dict[st
             parts[f"params:{label}.{key}"] = value_digest(value, key=f"{label}.{key}")[:_SHORT]
 
 
+def _portable(path: Path, store_root: Path) -> str:
+    """A declared file's name in the fingerprint: relative to the folder holding the store
+    (the graph folder for YAML graphs) when it lies inside it, so a copied or cloned project
+    keeps its fingerprints; absolute otherwise."""
+    base = Path(store_root).resolve().parent
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(base).as_posix()
+    except ValueError:
+        return str(resolved)
+
+
 def node_parts(experiment: Experiment, settings: RunSettings, file_cache: FileHashCache,
                memo: CodeMemo | None = None) -> NodeParts:
     """The parts every condition of one experiment shares, and the packages its code uses.
@@ -128,7 +140,7 @@ def node_parts(experiment: Experiment, settings: RunSettings, file_cache: FileHa
     for key, value in experiment.initial_ctx.items():
         parts[f"ctx:{key}"] = value_digest(value, key=key)[:_SHORT]
     for path in (*experiment.datasource.files, *experiment.datasource.extra_files):
-        parts[f"data:{Path(path)}"] = file_cache.digest(Path(path))[:_SHORT]
+        parts[f"data:{_portable(Path(path), settings.store.root)}"] = file_cache.digest(Path(path))[:_SHORT]
     parts["seed"] = str(settings.master_seed) if settings.seed_configured else "drawn"
     return parts, packages
 

@@ -38,13 +38,22 @@ class StoredCondition:
         return tuple(r for r in range(replicates) if r not in self.ok)
 
 
-def _from_record(record: ConditionRecord) -> dict[int, StoredReplicate]:
+def _present(store: ExperimentStore, record: ConditionRecord, name: str, rep: int,
+             arts: dict[str, tuple[str, str]]) -> bool:
+    """Every artifact file of one replicate is still on disk (someone may have deleted it)."""
+    return all(store.artifact(record.version, rep, name, step, file).is_file() for file, (step, _) in arts.items())
+
+
+def _from_record(store: ExperimentStore, record: ConditionRecord, name: str) -> dict[int, StoredReplicate]:
+    """Successful replicates listed in ``run.json`` whose artifact files all still exist."""
     ok: dict[int, StoredReplicate] = {}
     for rep, metrics in enumerate(record.metrics):
         if metrics is None or str(rep) in record.errors:
             continue
-        arts = {name: (info["step"], info["sha256"][str(rep)])
-                for name, info in record.artifacts.items() if str(rep) in info.get("sha256", {})}
+        arts = {file: (info["step"], info["sha256"][str(rep)])
+                for file, info in record.artifacts.items() if str(rep) in info.get("sha256", {})}
+        if not _present(store, record, name, rep, arts):
+            continue
         seed = record.seeds[rep] if rep < len(record.seeds) else None
         tags = record.tags[rep] if rep < len(record.tags) else None
         ok[rep] = StoredReplicate(seed, metrics, tags, arts)
@@ -62,7 +71,7 @@ def _from_journal(store: ExperimentStore, record: ConditionRecord, name: str) ->
         if entry.get("error") is None and "metrics" in entry:
             rep = int(entry["replicate"])
             arts = {k: (v[0], v[1]) for k, v in entry.get("artifacts", {}).items()}
-            if all(store.artifact(record.version, rep, name, step, file).is_file() for file, (step, _) in arts.items()):
+            if _present(store, record, name, rep, arts):
                 ok[rep] = StoredReplicate(entry.get("seed"), entry["metrics"], entry.get("tags"), arts)
             else:
                 ok.pop(rep, None)
@@ -72,15 +81,16 @@ def _from_journal(store: ExperimentStore, record: ConditionRecord, name: str) ->
 def stored_condition(store: ExperimentStore, name: str, record: ConditionRecord) -> StoredCondition:
     """Successful replicates of a stored condition; incomplete ones are recovered from the journal.
 
-    A condition whose completion marker is gone (pruned by retention) keeps no replicates
-    unless its journal survives, so it is never taken as fresh.
+    A complete condition whose marker or ``results.json`` is gone (pruned by retention, or
+    deleted by hand) keeps no replicates, so it reads INCOMPLETE and reruns, never FRESH.
+    A replicate whose artifact files are missing is not kept either, so it reruns.
     """
     if record.outcome is ConditionOutcome.COMPLETE:
-        if not store.marker(record.version, name).exists():
-            return StoredCondition(record, _from_journal(store, record, name))
-        return StoredCondition(record, _from_record(record))
+        if not (store.marker(record.version, name).exists() and store.results(record.version, name).exists()):
+            return StoredCondition(record)
+        return StoredCondition(record, _from_record(store, record, name))
     if record.outcome is ConditionOutcome.FAILED:
-        return StoredCondition(record, _from_record(record))
+        return StoredCondition(record, _from_record(store, record, name))
     if record.outcome is ConditionOutcome.INCOMPLETE:
         return StoredCondition(record, _from_journal(store, record, name))
     return StoredCondition(record)

@@ -88,3 +88,14 @@ def yaml_graph(tmp_path: Path) -> Path:
     write_folder(root / "producer", PRODUCER)
     write_folder(root / "consumer", CONSUMER)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _restore_crystallize_logger():
+    """``main()`` configures the ``crystallize`` logger as a CLI should; undo it between tests."""
+    import logging
+
+    log = logging.getLogger("crystallize")
+    saved = (list(log.handlers), log.level, log.propagate)
+    yield
+    log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]

@@ -110,3 +110,25 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("backend", ["serial", "thread", "async"])
+def test_step_calling_sys_exit_fails_its_replicates_not_the_run(yaml_graph: Path, backend: str):
+    steps = yaml_graph / "consumer" / "steps.py"
+    steps.write_text("import sys\n" + steps.read_text().replace("return data, {", "sys.exit(0)\n    return data, {"))
+    proc = subprocess.run([sys.executable, "-m", "crystallize", "run", str(yaml_graph), "--backend", backend],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "failed or blocked: consumer" in proc.stdout
+    assert "SystemExit: 0 (step Inspect_SummaryStep)" in proc.stdout
+
+
+def test_copied_graph_folder_stays_fresh(yaml_graph: Path, tmp_path: Path, capsys):
+    import shutil
+
+    assert main(["run", str(yaml_graph)]) == 0
+    copy = tmp_path / "elsewhere" / "graph"
+    shutil.copytree(yaml_graph, copy)
+    capsys.readouterr()
+    assert main(["status", str(copy), "--json"]) == 0  # module names and file paths are not fingerprinted
+    assert json.loads(capsys.readouterr().out)["fresh"] is True

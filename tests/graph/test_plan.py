@@ -304,10 +304,25 @@ def test_status_writes_nothing_but_the_input_file_hash_cache(chain, user, store,
 
 def test_a_condition_whose_files_were_pruned_is_incomplete_not_fresh(chain, store):
     (store / "a" / "v0" / "boost" / ".crystallize_complete").unlink()  # what pruning does first
+    condition = chain.status()["a"].conditions["boost"]
+    assert (condition.state, condition.missing_replicates) == (NodeState.INCOMPLETE, (0, 1))
+    assert condition.reasons[0].detail == "replicates [0, 1] missing from v0"
+    assert chain.status()["a"].conditions["baseline"].state is NodeState.FRESH
+
+
+def test_a_replicate_whose_artifact_was_deleted_reruns(chain, store):
     (store / "a" / "v0" / "replicate_1" / "boost" / "ProduceStep" / "a.json").unlink()
     condition = chain.status()["a"].conditions["boost"]
     assert (condition.state, condition.missing_replicates) == (NodeState.INCOMPLETE, (1,))
-    assert condition.reasons[0].detail == "replicates [1] missing from v0"
+    results = chain.run(strategy="resume")
+    version = results["a"].provenance["conditions"]["boost"]
+    assert (store / "a" / f"v{version}" / "replicate_1" / "boost" / "ProduceStep" / "a.json").exists()
+    assert chain.status()["a"].state is NodeState.FRESH
+
+
+def test_deleted_results_json_is_not_fresh(chain, store):
+    (store / "a" / "v0" / "baseline" / "results.json").unlink()
+    assert chain.status()["a"].conditions["baseline"].state is NodeState.INCOMPLETE
 
 
 # ----------------------------------------------------------------------------------- plans and failures
