@@ -32,7 +32,8 @@ def validate_name(name: object, *, what: str = "name") -> str:
     ------
     InvalidNameError
         If the name is empty, contains ``/``, ``\\``, NUL, ``..`` or ``" (v"``, starts with
-        ``.``, looks like ``replicate_<n>`` or is a reserved store file name.
+        ``.``, looks like ``replicate_<n>``, is a reserved store file name, or is longer
+        than 200 bytes in UTF-8.
     """
     if not isinstance(name, str):
         raise InvalidNameError(repr(name), f"must be a str, not {type(name).__name__}", what=what)
@@ -42,9 +43,14 @@ def validate_name(name: object, *, what: str = "name") -> str:
     return name
 
 
+_MAX_BYTES = 200  # file systems allow 255 bytes per name; temporary files add a prefix and suffix
+
+
 def _problem(name: str) -> str | None:
     if not name:
         return "must not be empty"
+    if len(name.encode("utf-8")) > _MAX_BYTES:
+        return f"is longer than {_MAX_BYTES} bytes (file systems limit folder names)"
     for bad in ("/", "\\", "\x00", ".."):
         if bad in name:
             return f"contains {bad!r}"

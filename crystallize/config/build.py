@@ -15,6 +15,7 @@ from crystallize.config.schema import (
     NODE_STORE_KEYS,
     OUTPUT_KEYS,
     check_keys,
+    string_keys,
     expect,
     parse_store,
 )
@@ -82,6 +83,7 @@ def _defined_in(module: ModuleType) -> list[str]:
 
 def _call(factory: Any, params: Any, *, cfg: ExperimentConfig, key: str) -> Any:
     params = {} if params is None else expect(params, dict, path=cfg.path, key=key)
+    string_keys(params, path=cfg.path, key=key)
     try:
         return factory(**params)
     except (TypeError, ValueError, CrystallizeError) as exc:
@@ -186,6 +188,7 @@ def _treatments(cfg: ExperimentConfig, inactive: set[str]) -> tuple[list[Any], l
     for name, payload in raw.items():
         key = f"treatments.{name}"
         payload = {} if payload is None else expect(payload, dict, path=cfg.path, key=key)
+        string_keys(payload, path=cfg.path, key=key)
         if str(name) in inactive:
             disabled.append(str(name))
             continue
@@ -298,6 +301,9 @@ def _check_misc(cfg: ExperimentConfig) -> None:
     for key, kind in (("description", str), ("initial_ctx", dict), ("backend", str), ("workers", int)):
         if data.get(key) is not None:
             expect(data[key], kind, path=cfg.path, key=key)
+    for key in ("initial_ctx", "treatments"):
+        if isinstance(data.get(key), dict):
+            string_keys(data[key], path=cfg.path, key=key)
 
 
 def build_experiment(cfg: ExperimentConfig, *, store_root: Path | None, upstream: Mapping[str, Any],

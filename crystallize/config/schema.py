@@ -9,7 +9,7 @@ from typing import Any
 
 from crystallize.errors import ConfigError
 
-__all__ = ["CLI_KEYS", "NODE_STORE_KEYS", "check_graph_settings", "EXPERIMENT_KEYS", "GRAPH_KEYS", "HYPOTHESIS_KEYS", "OUTPUT_KEYS", "STORE_KEYS",
+__all__ = ["CLI_KEYS", "NODE_STORE_KEYS", "check_graph_settings", "string_keys", "EXPERIMENT_KEYS", "GRAPH_KEYS", "HYPOTHESIS_KEYS", "OUTPUT_KEYS", "STORE_KEYS",
            "check_keys", "expect", "parse_store"]
 
 EXPERIMENT_KEYS = frozenset({"name", "description", "replicates", "datasource", "steps", "outputs", "treatments",
@@ -34,6 +34,14 @@ def check_keys(data: Mapping[str, Any], allowed: frozenset[str], *, path: Path, 
             close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; allowed: {', '.join(sorted(allowed))}"
             raise ConfigError(f"unknown key '{key}'{hint}", path=path, key=_join(where, str(key)))
+
+
+def string_keys(mapping: Mapping[Any, Any], *, path: Path, key: str) -> None:
+    """Reject mapping keys that YAML did not read as strings (``off: 1`` gives ``False``)."""
+    for name in mapping:
+        if not isinstance(name, str):
+            hint = " (YAML reads yes/no/on/off/true/false as booleans; quote the key)" if isinstance(name, bool) else ""
+            raise ConfigError(f"key {name!r} is not a string{hint}", path=path, key=f"{key}.{name}")
 
 
 def expect(value: Any, types: type | tuple[type, ...], *, path: Path, key: str) -> Any:

@@ -469,3 +469,17 @@ class TestConfigErrors:
         path = params_with(tmp_path, "seed: 11", "seed: 11", **{"steps.py": "raise RuntimeError('bad import')\n"})
         with pytest.raises(ConfigError, match=r"params/steps\.py: importing raised RuntimeError: bad import"):
             Experiment.from_yaml(path)
+
+
+def test_boolean_yaml_keys_are_rejected(tmp_path: Path) -> None:
+    config = PARAMS["config.yaml"].replace("shifted: {offset: 5.0}", "shifted: {off: 5.0}")
+    folder = write_folder(tmp_path / "g" / "params", {**PARAMS, "config.yaml": config})
+    with pytest.raises(ConfigError, match=r"\[treatments\.shifted\.False\]: key False is not a string \(YAML reads"):
+        Experiment.from_yaml(folder / "config.yaml")
+
+
+def test_overlong_names_are_rejected_with_their_key(tmp_path: Path) -> None:
+    config = PARAMS["config.yaml"].replace("name: params", "name: " + "x" * 300)
+    folder = write_folder(tmp_path / "g" / "params", {**PARAMS, "config.yaml": config})
+    with pytest.raises(ConfigError, match=r"\[name\]: .*longer than 200 bytes"):
+        Experiment.from_yaml(folder / "config.yaml")
