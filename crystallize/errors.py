@@ -105,10 +105,10 @@ class DuplicateNameError(DefinitionError):
 class CycleError(DefinitionError):
     """An experiment graph contains a cycle; ``.cycle`` lists its nodes in order."""
 
-    def __init__(self, cycle: Sequence[str]) -> None:
-        self.cycle = tuple(cycle)
+    def __init__(self, cycle: Sequence[str], *, where: str | None = None) -> None:
+        self.cycle, self.where = tuple(cycle), where
         path = " -> ".join([*self.cycle, self.cycle[0]]) if self.cycle else "?"
-        super().__init__(f"Experiment graph contains cycles: {path}")
+        super().__init__(f"Experiment graph contains cycles: {path}" + (f" (closed at {where})" if where else ""))
 
 
 class ValidationError(DefinitionError):

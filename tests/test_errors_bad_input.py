@@ -306,7 +306,8 @@ class TestYaml:
         for name, other in (("a", "b"), ("b", "a")):
             write_folder(tmp_path / "graph" / name, {
                 **GOOD, "config.yaml": f"name: {name}\ndatasource: {{up: '{other}#out'}}\nsteps: [total]\n"})
-        with pytest.raises(CycleError, match="Experiment graph contains cycles"):
+        with pytest.raises(CycleError, match=r"Experiment graph contains cycles: a -> b -> a \(closed at .*"
+                                             r"graph/a/config\.yaml \[datasource\.up\]\)"):
             ExperimentGraph.from_yaml(tmp_path / "graph")
 
     def test_duplicate_experiment_names_in_a_graph_folder(self, tmp_path: Path) -> None:

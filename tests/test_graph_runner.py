@@ -143,3 +143,11 @@ def test_disconnected_experiments_are_allowed(tmp_path):
     assert results["a"].metrics.baseline.metrics["value"] == [1, 1]
     assert results["b"].metrics.baseline.metrics["value"] == [2, 2]
     assert graph.name == "ExperimentGraph"
+
+
+def test_only_and_upto_together_is_an_error(tmp_path):
+    a, art_a = _producer("a", lambda d, c: 1)
+    b = _consumer("b", art_a)
+    graph = ExperimentGraph(a, b)
+    with pytest.raises(ValueError, match="either only= .* or upto= .*not both"):
+        graph.run(only=["b"], upto="b")

@@ -129,10 +129,12 @@ def _order(configs: dict[str, ExperimentConfig]) -> list[str]:
     try:
         return list(nx.lexicographical_topological_sort(g))
     except nx.NetworkXUnfeasible:
-        cycle = [u for u, _ in nx.find_cycle(g)]
+        edges = nx.find_cycle(g)
         from crystallize.errors import CycleError
 
-        raise CycleError(cycle) from None
+        producer, consumer = edges[-1]  # the reference that closes the cycle
+        alias = next(a for a, (p, _) in configs[consumer].refs.items() if p == producer)
+        raise CycleError([u for u, _ in edges], where=f"{configs[consumer].path} [datasource.{alias}]") from None
 
 
 def _collect(paths: list[Path]) -> dict[str, ExperimentConfig]:

@@ -242,7 +242,11 @@ def selected_nodes(graph: ExperimentGraph, only: Sequence[str] | None, upto: str
     ------
     KeyError
         For a name that is not a node of ``graph``.
+    ValueError
+        When both ``only`` and ``upto`` are given (their meaning together would be a guess).
     """
+    if only and upto:
+        raise ValueError("give either only= (--only) or upto= (--upto), not both")
     chosen = set(graph.order())
     if only:
         _check_names(graph, only, "only")
