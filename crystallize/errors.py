@@ -150,9 +150,10 @@ class PipelineExecutionError(CrystallizeError):
 class MissingMetricError(CrystallizeError):
     """A hypothesis selects a metric that no condition recorded."""
 
-    def __init__(self, metric: str) -> None:
-        self.metric = metric
-        super().__init__(f"Required metric '{metric}' missing from pipeline output.")
+    def __init__(self, metric: str, *, experiment: str | None = None, hypothesis: str | None = None) -> None:
+        self.metric, self.experiment, self.hypothesis = metric, experiment, hypothesis
+        where = ", ".join(f"{k} '{v}'" for k, v in (("experiment", experiment), ("hypothesis", hypothesis)) if v)
+        super().__init__(f"Required metric '{metric}' missing from pipeline output" + (f" ({where})." if where else "."))
 
 
 class FingerprintError(CrystallizeError, ValueError):

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"[red]{name} {key}: {_describe(exc)}[/]", highlight=False)
     if args.render:
         console.print(f"picture: {graph.render(args.render)}")
+    if outcome.deferred is not None:  # results are stored and shown; the definition needs fixing
+        console.print(f"[red]error: {outcome.deferred}[/]", highlight=False)
+        return EXIT_USAGE
     if outcome.failed:
         console.print(f"[red]failed or blocked: {', '.join(outcome.failed)}[/]")
         return EXIT_FAILED

@@ -188,11 +188,23 @@ def load_graph(path: Path) -> Any:
         raise
     except ValueError as exc:
         raise DefinitionError(str(exc)) from exc
+    _check_hypotheses_have_treatments(graph)
     graph.store_root, graph.versioned = store["root"], store["versioned"]
     graph.seed, graph.backend, graph.workers = graph_cfg.get("seed"), graph_cfg.get("backend"), graph_cfg.get("workers")
     graph.description = graph_cfg.get("description")
     graph.source = path
     return graph
+
+
+def _check_hypotheses_have_treatments(graph: Any) -> None:
+    """A hypothesis compares treatments with the baseline: a node needs one, own or inherited."""
+    from crystallize.graph.inherit import inherited_treatments
+
+    inherited = inherited_treatments(graph)
+    for name, exp in graph.experiments.items():
+        if exp.hypotheses and not (exp.treatments or getattr(exp, "disabled_treatments", ()) or inherited[name]):
+            raise ConfigError("hypotheses need at least one treatment (own or inherited from upstream experiments)",
+                              path=getattr(exp, "config_path", name), key="hypotheses")
 
 
 def _read_name(start: Path, configs: dict[str, ExperimentConfig]) -> str:

@@ -34,6 +34,7 @@ class GraphOutcome:
 
     results: dict[str, Result]
     outcomes: dict[str, ExperimentOutcome]
+    deferred: BaseException | None = None  # e.g. MissingMetricError, raised by graph.run() after storing
 
     @property
     def failed(self) -> tuple[str, ...]:
@@ -141,6 +142,4 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
         if owned and shared is not None:
             shared.close()
     deferred = next((o.deferred for o in outcomes.values() if o.deferred is not None), None)
-    if deferred is not None:
-        raise deferred
-    return GraphOutcome({n: o.result for n, o in outcomes.items()}, outcomes)
+    return GraphOutcome({n: o.result for n, o in outcomes.items()}, outcomes, deferred)

@@ -132,8 +132,9 @@ def _hypotheses(settings: RunSettings, metrics: Mapping[str, TreatmentMetrics]) 
             results.append(hyp.evaluate(baseline.metrics, {k: v.metrics for k, v in treatments.items()},
                                         baseline_replicates=baseline.replicates,
                                         treatment_replicates={k: v.replicates for k, v in treatments.items()}))
-        except MissingMetricError as exc:
-            deferred = deferred or exc
+        except MissingMetricError as exc:  # raised by run() once everything is stored
+            named = MissingMetricError(exc.metric, experiment=settings.name, hypothesis=hyp.name)
+            deferred = deferred or named
     return results, deferred
 
 

@@ -240,8 +240,11 @@ class ExperimentGraph:
         """
         from crystallize.execution.graph_runner import run_graph
 
-        return run_graph(self, treatments=treatments, replicates=replicates, strategy=strategy, only=only, upto=upto,
-                         force=force, backend=backend, on_event=on_event).results
+        outcome = run_graph(self, treatments=treatments, replicates=replicates, strategy=strategy, only=only,
+                            upto=upto, force=force, backend=backend, on_event=on_event)
+        if outcome.deferred is not None:
+            raise outcome.deferred
+        return outcome.results
 
     async def arun(self, treatments: Sequence[Treatment] | None = None, replicates: int | None = None,
                    strategy: str | None = None, progress_callback: Any = None, **kwargs: Any) -> dict[str, Result]:

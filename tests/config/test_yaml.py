@@ -483,3 +483,24 @@ def test_overlong_names_are_rejected_with_their_key(tmp_path: Path) -> None:
     folder = write_folder(tmp_path / "g" / "params", {**PARAMS, "config.yaml": config})
     with pytest.raises(ConfigError, match=r"\[name\]: .*longer than 200 bytes"):
         Experiment.from_yaml(folder / "config.yaml")
+
+
+def test_hypotheses_without_treatments_fail_at_load(tmp_path: Path) -> None:
+    config = PARAMS["config.yaml"].replace("        treatments:\n          shifted: {offset: 5.0}\n", "")
+    root = tmp_path / "g"
+    write_folder(root / "params", {**PARAMS, "config.yaml": config})
+    with pytest.raises(ConfigError, match=r"params/config\.yaml \[hypotheses\]: hypotheses need at least one treatment"):
+        ExperimentGraph.from_yaml(root)
+
+
+def test_unknown_hypothesis_metric_names_experiment_and_hypothesis(tmp_path: Path) -> None:
+    from crystallize.errors import MissingMetricError
+
+    config = PARAMS["config.yaml"].replace("metrics: m\n            params: {alternative: greater}",
+                                           "metrics: nosuch\n            params: {alternative: greater}")
+    root = tmp_path / "g"
+    write_folder(root / "params", {**PARAMS, "config.yaml": config})
+    graph = ExperimentGraph.from_yaml(root)
+    with pytest.raises(MissingMetricError, match=r"'nosuch' missing .*\(experiment 'params', hypothesis 'shifted_up'\)"):
+        graph.run()
+    assert (root / "data" / "params" / "v0" / "shifted" / ".crystallize_complete").exists()  # stored first
