@@ -35,13 +35,37 @@ def _select_treatments(graph: ExperimentGraph, names: list[str]) -> None:
         exp.treatments = [t for t in exp.treatments if t.name in names]
 
 
+def _why(reason: Any) -> str:
+    """A short reason: the kind alone when the detail only repeats it."""
+    from crystallize.graph.status import StaleKind
+
+    if reason.kind in (StaleKind.NEVER_RUN, StaleKind.NEW_CONDITION, StaleKind.FORCED):
+        return reason.kind.value
+    return f"{reason.kind.value}: {reason.detail}"
+
+
 def _report_reuse(console: Console, outcomes: dict[str, Any]) -> None:
+    from crystallize.graph.status import NodeState
+
     for name, outcome in outcomes.items():
-        reused = [n for n, p in outcome.plans.items() if not p.run]
+        blocked = [n for n, p in outcome.plans.items() if p.status.state is NodeState.BLOCKED]
+        reused = [n for n, p in outcome.plans.items() if not p.run and n not in blocked]
         ran = {n: p.status.reasons[0] for n, p in outcome.plans.items() if p.run and p.status.reasons}
         parts = [f"reused {', '.join(reused)}"] if reused else []
-        parts += [f"ran {n} ({r.kind.value}: {r.detail})" for n, r in ran.items()]
-        console.print(f"[bold]{name}[/]: " + "; ".join(parts))
+        parts += [f"ran {n} ({_why(r)})" for n, r in ran.items()]
+        parts += [f"[magenta]blocked {', '.join(blocked)}[/] (an upstream condition failed)"] if blocked else []
+        console.print(f"[bold]{name}[/]: " + "; ".join(parts), highlight=False)
+
+
+def _report_errors(console: Console, name: str, errors: dict[str, BaseException]) -> None:
+    """One line per distinct failure, listing the replicates it hit."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for key, exc in errors.items():
+        condition = getattr(exc, "condition", key.rsplit("_rep_", 1)[0])
+        grouped.setdefault((condition, _describe(exc)), []).append(key.rsplit("_rep_", 1)[-1])
+    for (condition, text), reps in grouped.items():
+        console.print(f"[red]{name} {condition} replicate{'s' if len(reps) > 1 else ''} {', '.join(reps)}: {text}[/]",
+                      highlight=False)
 
 
 def _describe(exc: BaseException) -> str:
@@ -77,8 +101,7 @@ def run(args: argparse.Namespace) -> int:
         table = hypothesis_table(name, node)
         if table is not None:
             console.print(table)
-        for key, exc in node.result.errors.items():
-            console.print(f"[red]{name} {key}: {_describe(exc)}[/]", highlight=False)
+        _report_errors(console, name, node.result.errors)
     if args.render:
         console.print(f"picture: {graph.render(args.render)}")
     if outcome.deferred is not None:  # results are stored and shown; the definition needs fixing
@@ -127,6 +150,20 @@ def render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _folder_graph(path: Path, cache: dict[Path, Any]) -> Any:
+    """The graph of the folder holding ``path``'s experiment (loaded once per folder), or None."""
+    from crystallize.config.loader import load_graph
+    from crystallize.errors import CrystallizeError
+
+    folder = path.parent.parent
+    if folder not in cache:
+        try:
+            cache[folder] = load_graph(folder)
+        except (CrystallizeError, ValueError, TypeError):
+            cache[folder] = None  # some sibling is broken: each config is then loaded on its own
+    return cache[folder]
+
+
 def list_configs(args: argparse.Namespace) -> int:
     """``crystallize list``: every config.yaml under ROOT, with load errors per file."""
     from rich.table import Table
@@ -140,19 +177,20 @@ def list_configs(args: argparse.Namespace) -> int:
         console.print(f"[red]{root} is not a folder[/]")
         return EXIT_USAGE
     table = Table(title=f"experiments under {root.resolve()}", title_justify="left")
-    for column in ("config", "name", "kind", "replicates", "treatments"):
-        table.add_column(column)
-    errors = 0
+    for column in ("folder", "name", "kind", "replicates", "treatments"):
+        table.add_column(column, overflow="fold")
+    errors, folders = 0, {}
     for path in find_configs(root):
+        graph = _folder_graph(path, folders)
         try:
-            graph = load_graph(path)
+            graph = graph if graph is not None else load_graph(path)
         except (CrystallizeError, ValueError, TypeError) as exc:
             errors += 1
-            table.add_row(str(path.relative_to(root)), "", "[red]error[/]", "", str(exc))
+            table.add_row(str(path.parent.relative_to(root)), "", "[red]error[/]", "", str(exc))
             continue
-        exp = next(e for e in graph.experiments.values() if getattr(e, "config_path", None) == path)
-        kind = "graph" if len(graph) > 1 else "experiment"
-        table.add_row(str(path.relative_to(root)), exp.store_name, kind, str(exp.replicates),
-                      ", ".join(t.name for t in exp.treatments))
+        name, exp = next((n, e) for n, e in graph.experiments.items() if getattr(e, "config_path", None) == path)
+        linked = graph.upstream(name) or list(graph._graph.successors(name))
+        table.add_row(str(path.parent.relative_to(root)), exp.store_name, f"graph node ({graph.name})" if linked else
+                      "experiment", str(exp.replicates), ", ".join(t.name for t in exp.treatments))
     console.print(table)
     return EXIT_FAILED if errors else EXIT_OK

@@ -31,18 +31,26 @@ def _cell(values: list[Any]) -> str:
     return f"{mean:.4g} ± {sd:.2g} (n={len(nums)})"
 
 
+def _how(outcome: ExperimentOutcome, condition: str) -> str:
+    """``ran``, ``reused`` or ``failed`` (some replicate raised in this run)."""
+    from crystallize.store.record import ConditionOutcome
+
+    record = outcome.record.conditions.get(condition)
+    if record is not None and record.outcome is ConditionOutcome.FAILED:
+        return "[red]failed[/]"
+    return "ran" if condition in outcome.ran else "reused"
+
+
 def metrics_table(name: str, outcome: ExperimentOutcome) -> Table:
     """Rows: conditions (with their ``(vN)``); columns: metrics as mean ± sd over replicates."""
     result = outcome.result
-    rows: list[tuple[str, str, Mapping[str, list[Any]]]] = []
-    version = outcome.record.conditions.get("baseline")
-    ran = set(outcome.ran)
-    rows.append((f"baseline (v{version.version if version else '?'})", "ran" if "baseline" in ran else "reused",
-                 result.metrics.baseline.metrics))
-    for key, metrics in result.metrics.treatments.items():
-        plain = key.rsplit(" (v", 1)[0]
-        rows.append((key, "ran" if plain in ran else "reused", metrics.metrics))
     blocked = result.provenance.get("blocked", [])
+    rows: list[tuple[str, str, Mapping[str, list[Any]]]] = []
+    if "baseline" not in blocked:
+        version = outcome.record.conditions["baseline"].version
+        rows.append((f"baseline (v{version})", _how(outcome, "baseline"), result.metrics.baseline.metrics))
+    for key, metrics in result.metrics.treatments.items():
+        rows.append((key, _how(outcome, key.rsplit(" (v", 1)[0]), metrics.metrics))
     names = sorted({m for _, _, metrics in rows for m in metrics})
     table = Table(title=f"{name}", title_justify="left")
     table.add_column("condition")
@@ -77,6 +85,12 @@ def hypothesis_mark(result: Any) -> str:
     return shown or "-"
 
 
+def _significant(result: Any) -> bool:
+    """Mark a treatment as best only when its result is significant (or does not say)."""
+    groups = result if isinstance(result, list) else [result]
+    return any(not isinstance(g, Mapping) or g.get("significant", True) is not False for g in groups)
+
+
 def hypothesis_table(name: str, outcome: ExperimentOutcome) -> Table | None:
     hyps = outcome.result.metrics.hypotheses
     if not hyps:
@@ -86,7 +100,8 @@ def hypothesis_table(name: str, outcome: ExperimentOutcome) -> Table | None:
         table.add_column(column)
     for hyp in hyps:
         for treatment, res in hyp.results.items():
-            table.add_row(hyp.name, treatment, hypothesis_mark(res), "*" if hyp.ranking.get("best") == treatment else "")
+            best = hyp.ranking.get("best") == treatment and _significant(res)
+            table.add_row(hyp.name, treatment, hypothesis_mark(res), "*" if best else "")
         for where, message in hyp.errors.items():
             table.add_row(hyp.name, where, f"[red]error: {message}[/]", "")
     return table
