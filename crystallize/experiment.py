@@ -100,6 +100,8 @@ class Experiment:
                  hypotheses: Sequence[Hypothesis] | None = None, replicates: int = 1) -> None:
         if not isinstance(datasource, DataSource):
             hint = " (did you forget to call the datasource factory?)" if callable(datasource) else ""
+            if isinstance(datasource, Mapping):
+                hint = " (for several inputs use ExperimentInput(alias=source, ...))"
             raise TypeError(f"datasource must be a DataSource, not {datasource!r}{hint}")
         self.datasource = datasource
         self.pipeline = pipeline if isinstance(pipeline, Pipeline) else Pipeline(list(pipeline))

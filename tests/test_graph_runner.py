@@ -151,3 +151,22 @@ def test_only_and_upto_together_is_an_error(tmp_path):
     graph = ExperimentGraph(a, b)
     with pytest.raises(ValueError, match="either only= .* or upto= .*not both"):
         graph.run(only=["b"], upto="b")
+
+
+def test_treatment_key_shadowed_by_an_explicit_parameter_is_warned(tmp_path, caplog):
+    import logging
+
+    from crystallize import Treatment
+
+    @pipeline_step()
+    def shifted(data, ctx, *, shift: float = 0.0):
+        return data, {"v": data + shift}
+
+    exp = Experiment(constant(), Pipeline([shifted(shift=1.0)]), name="shadow",
+                     treatments=[Treatment("t", {"shift": 100.0})])
+    graph = ExperimentGraph(exp)
+    graph.store_root = tmp_path / "data"
+    with caplog.at_level(logging.WARNING, logger="crystallize"):
+        results = graph.run()
+    assert results["shadow"].metrics.treatments["t"].metrics["v"] == [2.0]  # explicit value wins
+    assert "treatment 't' sets 'shift', but step 'ShiftedStep' is given shift= explicitly" in caplog.text

@@ -283,6 +283,17 @@ def _warn_shared_random_state(settings: RunSettings, backend: Backend | None) ->
                        settings.name)
 
 
+def _warn_shadowed_treatment_keys(experiment: Experiment, settings: RunSettings) -> None:
+    """A treatment key that a step also receives explicitly never reaches that step."""
+    for condition, treatment in settings.conditions.items():
+        if treatment is None:
+            continue
+        for step in experiment.pipeline.steps:
+            for key in sorted(set(treatment.apply_map) & set(step.params)):
+                logger.warning("%s: treatment '%s' sets '%s', but step '%s' is given %s= explicitly, so that step "
+                               "ignores the treatment's value", settings.name, condition, key, step.name, key)
+
+
 def _backend_for(experiment: Experiment, backend: Backend | None) -> tuple[Backend | None, Any, bool]:
     """The backend to use, a 0.27 custom-loop plugin (if any), and whether we own the backend."""
     if backend is not None:
@@ -326,6 +337,7 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         collector.carry_over(settings.store)
         writer.write_record(running_record(settings, plans, runs, version))
         _warn_shared_random_state(settings, chosen)
+        _warn_shadowed_treatment_keys(experiment, settings)
         jobs = _jobs(ref, settings, runs)
         if on_event:
             reused = tuple(n for n, p in plans.items() if not p.run)
