@@ -96,7 +96,7 @@ def hypothesis_table(name: str, outcome: ExperimentOutcome) -> Table | None:
     if not hyps:
         return None
     table = Table(title=f"{name}: hypotheses", title_justify="left")
-    for column in ("hypothesis", "treatment", "result", "best"):
+    for column in ("hypothesis", "treatment", "result", "ranked first"):
         table.add_column(column)
     for hyp in hyps:
         for treatment, res in hyp.results.items():
