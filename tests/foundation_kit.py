@@ -57,3 +57,50 @@ def write_folder(folder: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text).lstrip("\n"))
     return Path(folder)
+
+
+# The producer folder of examples-0.27 section 9 (used by the YAML and CLI tests).
+PRODUCER = {
+    "config.yaml": """
+        name: producer            # must equal the folder name for graph references in 0.27
+        replicates: 2
+        datasource:
+          numbers: numbers
+        steps:
+          - produce_summary
+        outputs:
+          summary:
+            file_name: summary.json
+            writer: dump_json
+            loader: load_json
+        treatments:
+          bigger:
+            scale: 3
+    """,
+    "datasources.py": """
+        from crystallize import data_source
+
+        @data_source
+        def numbers(ctx):
+            return {"numbers": [1, 2, 3]}
+    """,
+    "steps.py": """
+        from crystallize import pipeline_step, Artifact
+
+        @pipeline_step()
+        def produce_summary(data, ctx, summary: Artifact, *, scale: int = 1):
+            total = sum(data["numbers"]) * scale
+            summary.write({"total": total})
+            return data, {"total": total}
+    """,
+    "outputs.py": """
+        import json
+        from pathlib import Path
+
+        def dump_json(payload) -> bytes:
+            return json.dumps(payload).encode("utf-8")
+
+        def load_json(path: Path):
+            return json.loads(path.read_text())
+    """,
+}

@@ -3,64 +3,19 @@ the extensions of spec section 7 and the errors every config mistake must raise.
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from foundation_kit import read_json, write_folder
+from foundation_kit import PRODUCER, read_json, write_folder
 
 from crystallize import ArtifactPlugin, Experiment, ExperimentGraph, SeedPlugin
 from crystallize.errors import ConfigError
 from crystallize.graph.inherit import node_seed
 
-PRODUCER = {
-    "config.yaml": """
-        name: producer            # must equal the folder name for graph references in 0.27
-        replicates: 2
-        datasource:
-          numbers: numbers
-        steps:
-          - produce_summary
-        outputs:
-          summary:
-            file_name: summary.json
-            writer: dump_json
-            loader: load_json
-        treatments:
-          bigger:
-            scale: 3
-    """,
-    "datasources.py": """
-        from crystallize import data_source
-
-        @data_source
-        def numbers(ctx):
-            return {"numbers": [1, 2, 3]}
-    """,
-    "steps.py": """
-        from crystallize import pipeline_step, Artifact
-
-        @pipeline_step()
-        def produce_summary(data, ctx, summary: Artifact, *, scale: int = 1):
-            total = sum(data["numbers"]) * scale
-            summary.write({"total": total})
-            return data, {"total": total}
-    """,
-    "outputs.py": """
-        import json
-        from pathlib import Path
-
-        def dump_json(payload) -> bytes:
-            return json.dumps(payload).encode("utf-8")
-
-        def load_json(path: Path):
-            return json.loads(path.read_text())
-    """,
-}
 
 CONSUMER = {
     "config.yaml": """
