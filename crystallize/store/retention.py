@@ -41,14 +41,19 @@ def prune_versions(store: ExperimentStore, *, keep: int, big_file_mb: float) -> 
     versions = store.versions()
     if keep <= 0 or len(versions) <= 1:
         return
+    # Only versions not pruned yet (stripping removes metadata.json) are candidates, so the
+    # downstream scan in _protected runs only when there is something to decide.
+    candidates = [v for v in versions[:-1] if store.metadata(v).exists()]
+    if not candidates:
+        return
     protected = _protected(store)
-    kept = versions[-keep:]
-    for version in versions[:-keep]:
-        if version not in protected:
+    old = set(versions[:-keep])
+    for version in candidates:
+        if version in old and version not in protected:
             _strip(store.version_dir(version), {"results.json", "run.json"})
     limit = big_file_mb * 1024 * 1024
-    for version in kept[:-1]:
-        if version in protected:
+    for version in candidates:
+        if version in old or version in protected:
             continue
         vdir = store.version_dir(version)
         for path in vdir.rglob("*"):
