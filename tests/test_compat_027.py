@@ -73,8 +73,8 @@ class TestMinimalExperiment:
         exp = quickstart()
         exp.run()
         v0 = tmp_path / "data" / "quickstart" / "v0"
-        assert files_under(v0) == ["_manifest.json", "baseline/.crystallize_complete", "baseline/.journal.jsonl",
-                                   "baseline/results.json", "metadata.json", "run.json"]
+        assert files_under(v0) == ["_manifest.json", "baseline/.crystallize_complete", "baseline/results.json",
+                                   "metadata.json", "run.json"]  # no journal: the run ended before its first batch
         assert read_json(v0 / "metadata.json") == {"replicates": 3, "id": exp.id, "name": "quickstart"}
         assert read_json(v0 / "_manifest.json") == {}
         assert read_json(v0 / "baseline" / "results.json") == {"metrics": {"mean": [1.5, 2.5, 3.5]}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -67,13 +68,25 @@ def producer(art: Artifact, *plugins: Any, treatments: list[Treatment] | None = 
 # --- layout and file contents --------------------------------------------------------------
 
 class TestLayout:
+    def test_journal_is_written_only_once_a_flush_is_due(self, tmp_path: Path, monkeypatch) -> None:
+        import crystallize.store.writer as writer
+
+        monkeypatch.setattr(writer, "_JOURNAL_SECONDS", -1.0)  # every replicate is "a second later"
+        producer(json_art()).run()
+        journal = tmp_path / "data" / "prod" / "v0" / "hi" / ".journal.jsonl"
+        lines = [json.loads(line) for line in journal.read_text().splitlines()]
+        assert [(e["replicate"], e["seed"], e["metrics"], e["error"]) for e in lines] == [
+            (r, s, {"gain": [3.0]}, None) for r, s in enumerate(seeds_for(SEED, 2))]
+        stored = (tmp_path / "data" / "prod" / "v0" / "replicate_1" / "hi" / "Save_ModelStep" / "model.json").read_bytes()
+        assert lines[1]["artifacts"] == {"model.json": ["Save_ModelStep", hashlib.sha256(stored).hexdigest()]}
+
     def test_unversioned_layout(self, tmp_path: Path) -> None:
         exp = producer(json_art())
         exp.run()
         v0 = tmp_path / "data" / "prod" / "v0"
         expected = ["_manifest.json", "metadata.json", "run.json"]
         for cond in ("baseline", "hi"):
-            expected += [f"{cond}/.crystallize_complete", f"{cond}/.journal.jsonl", f"{cond}/results.json"]
+            expected += [f"{cond}/.crystallize_complete", f"{cond}/results.json"]  # too quick for a journal
             expected += [f"replicate_{r}/{cond}/Save_ModelStep/model.json" for r in (0, 1)]
         assert files_under(v0) == sorted(expected)
         assert sorted(p.name for p in (tmp_path / "data" / "prod").iterdir()) == [".lock", "v0"]

@@ -121,8 +121,14 @@ class Collector:
         if run.done:
             self._finish(result.condition, run)
 
+    @property
+    def finished(self) -> bool:
+        """Every condition has all the results it waits for."""
+        return all(run.done for run in self.runs.values())
+
     def _finish(self, name: str, run: ConditionRun) -> None:
-        self.writer.flush()
+        # no journal flush here: the journal only saves work after a crash, and the writer
+        # already flushes it every batch or second; a marker never depends on it
         self.writer.write_results(name, flatten(run.metrics_by_replicate()))
         complete = run.outcome() is ConditionOutcome.COMPLETE
         if complete:

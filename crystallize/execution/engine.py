@@ -99,21 +99,39 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
     return _execute(experiment, settings, plans, inputs, backend, on_event)
 
 
-def _open_version(settings: RunSettings, stack: ExitStack) -> int:
-    """Reserve ``v<N+1>`` (versioned) or lock and reuse ``v0`` (unversioned)."""
+def _open_version(settings: RunSettings, stack: ExitStack) -> tuple[int, bool]:
+    """Reserve ``v<N+1>`` (versioned) or lock and reuse ``v0`` (unversioned).
+
+    Returns the version and whether its folder was created just now (so holds nothing yet).
+    """
     store = settings.store
     if settings.versioned:
-        return store.reserve_version()
-    from filelock import FileLock
-
+        return store.reserve_version(), True
     store.dir.mkdir(parents=True, exist_ok=True)
-    stack.enter_context(FileLock(str(store.lock_path)))
+    stack.enter_context(_experiment_lock(str(store.lock_path)))
     newer = [v for v in store.versions() if v > 0]
     if newer:
         raise StoreError(f"versioned=False but versions {newer} exist; use ArtifactPlugin(versioned=True) "
                          "or another root_dir", path=store.dir)
-    store.version_dir(0).mkdir(exist_ok=True)
-    return 0
+    try:
+        store.version_dir(0).mkdir()
+    except FileExistsError:
+        return 0, False
+    return 0, True
+
+
+_LOCKS: dict[str, Any] = {}  # lock file -> FileLock; building one costs about as much as taking it
+
+
+def _experiment_lock(path: str) -> Any:
+    """The experiment's ``filelock.FileLock`` (per-thread state, so threads exclude each other too)."""
+    lock = _LOCKS.get(path)
+    if lock is None:
+        from filelock import FileLock
+
+        # an explicit mode without group/other write bits spares filelock a probe file per new lock
+        lock = _LOCKS.setdefault(path, FileLock(path, mode=0o644))
+    return lock
 
 
 def _prepare_unversioned(settings: RunSettings, plans: Mapping[str, ConditionPlan], writer: VersionWriter) -> None:
@@ -308,7 +326,7 @@ def _backend_for(experiment: Experiment, backend: Backend | None) -> tuple[Backe
 
 def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, ConditionPlan],
              inputs: Mapping[str, ConditionInputs], backend: Backend | None, on_event: EventSink | None) -> ExperimentOutcome:
-    from crystallize.execution.report import finish_run, running_record
+    from crystallize.execution.report import finish_run, log_fallbacks, running_record
 
     for plugin in experiment.plugins:
         plugin.before_run(experiment)
@@ -325,17 +343,20 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
             stack.callback(chosen.close)
         # serialise (remote backends) before the version is reserved: a SerializationError leaves no trace
         ref = _definition(experiment, settings, remote=bool(chosen is not None and chosen.remote))
-        version = _open_version(settings, stack)
+        version, fresh = _open_version(settings, stack)
         artifact_plugin = experiment.get_plugin(ArtifactPlugin)
         if artifact_plugin is not None:
             artifact_plugin.version = version
         writer = VersionWriter(settings.store, version, durable=settings.durable)
-        if not settings.versioned:
+        if not fresh:
             _prepare_unversioned(settings, plans, writer)
         runs = _condition_runs(settings, plans, inputs)
         collector = Collector(settings.name, writer, runs, on_event)
         collector.carry_over(settings.store)
-        writer.write_record(running_record(settings, plans, runs, version))
+        log_fallbacks(settings.name, runs)
+        running = running_record(settings, plans, runs, version)
+        # a killed run then reads INCOMPLETE, and v0's older record never vouches for files being rewritten
+        writer.write_record(running, replace=not fresh)
         _warn_shared_random_state(settings, chosen)
         _warn_shadowed_treatment_keys(experiment, settings)
         jobs = _jobs(ref, settings, runs)
@@ -348,8 +369,8 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
             else:
                 _dispatch(chosen, jobs, collector)
         finally:
-            writer.flush()
-        outcome = finish_run(experiment, settings, plans, inputs, runs, writer)
+            writer.flush(final=collector.finished)
+        outcome = finish_run(experiment, settings, plans, inputs, runs, writer, running)
     if settings.versioned:
         prune_versions(settings.store, keep=settings.retention, big_file_mb=settings.big_file_mb)
     for plugin in experiment.plugins:

@@ -124,7 +124,7 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
     chosen, forced = selected_nodes(graph, only, upto), forced_nodes(graph, force)
     inherited = inherited_treatments(graph, treatments)
     shared, owned = make_backend(backend if backend is not None else graph.backend, graph.workers)
-    experiments = graph.experiments  # built once: a lookup per node would be quadratic
+    experiments, graph_name = graph.experiments, graph.name  # once: per node, each would be quadratic
 
     def run_node(name: str, upstream: dict[str, UpstreamRun]) -> ExperimentOutcome:
         if on_event:
@@ -133,7 +133,7 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
             experiments[name], treatments=treatments, replicates=replicates, strategy=strategy,
             inherited=inherited[name], upstream=upstream, backend=shared, store_root=graph.store_root,
             versioned=graph.versioned, graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event,
-            graph_name=graph.name)
+            graph_name=graph_name)
 
     parallel = shared.capacity if shared is not None else 1
     try:

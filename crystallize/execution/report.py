@@ -15,6 +15,7 @@ from crystallize.graph.settings import ConditionInputs, RunSettings
 from crystallize.graph.plan import ConditionPlan
 from crystallize.names import BASELINE
 from crystallize.results import ExperimentMetrics, ReplicateResult, Result, TreatmentMetrics, TreatmentMetricsMap
+from crystallize.store.layout import ExperimentStore
 from crystallize.store.record import ConditionOutcome, ConditionRecord, RunRecord, environment_info, git_commit
 from crystallize.store.writer import VersionWriter
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from crystallize.execution.engine import ExperimentOutcome
     from crystallize.experiment import Experiment
 
-__all__ = ["assemble", "finish_run", "replicate_result", "running_record"]
+__all__ = ["assemble", "finish_run", "log_fallbacks", "replicate_result", "running_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +67,13 @@ def _environment(plans: Mapping[str, ConditionPlan]) -> dict[str, Any]:
 def running_record(settings: RunSettings, plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun],
                    version: int) -> RunRecord:
     """The ``run.json`` written before any job starts (conditions being run are INCOMPLETE)."""
-    _warn_fallbacks(settings.name, runs)
     return RunRecord(settings.name, version, "running", _now(), None, settings.master_seed, settings.replicates,
                      _records(settings, plans, runs, {n: r.inputs for n, r in runs.items()} | _no_inputs(plans, runs),
                               version, final=False),
                      environment=_environment(plans), git_commit=git_commit(Path.cwd()), graph=_graph(settings))
 
 
-def _warn_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
+def log_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
     """Say when a condition reads the upstream baseline (the designed fallback, so INFO, not a
     warning as in 0.27; the pin in run.json records it too)."""
     for name, run in runs.items():
@@ -111,12 +111,14 @@ def _error_object(experiment: str, condition: str, rep: int, error: JobError) ->
 
 def _artifact_paths(settings: RunSettings, records: Mapping[str, ConditionRecord]) -> dict[str, dict[str, Path]]:
     out: dict[str, dict[str, Path]] = {}
+    store: ExperimentStore | None = None
     for name, rec in records.items():
         for file, info in rec.artifacts.items():
             reps = sorted(int(r) for r in info.get("sha256", {}))
             if reps:
-                path = settings.store.artifact(rec.version, reps[0], name, info["step"], file)
-                out.setdefault(file, {})[name] = path.resolve()
+                if store is None:  # resolve the root once; the store holds no symlinks below it
+                    store = ExperimentStore(settings.store.root.resolve(), settings.store.name)
+                out.setdefault(file, {})[name] = store.artifact(rec.version, reps[0], name, info["step"], file)
     return out
 
 
@@ -183,8 +185,12 @@ def assemble(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
 
 def finish_run(experiment: Experiment, settings: RunSettings, plans: Mapping[str, ConditionPlan],
                inputs: Mapping[str, ConditionInputs], runs: Mapping[str, ConditionRun],
-               writer: VersionWriter) -> ExperimentOutcome:
-    """Write ``run.json``, ``metadata.json`` and ``_manifest.json`` and build the outcome."""
+               writer: VersionWriter, running: RunRecord) -> ExperimentOutcome:
+    """Write ``run.json``, ``metadata.json`` and ``_manifest.json`` and build the outcome.
+
+    ``running`` is the record written when the run started (its start time, environment
+    and git commit carry over).
+    """
     from crystallize.execution.engine import ExperimentOutcome
 
     version = writer.version
@@ -192,11 +198,10 @@ def finish_run(experiment: Experiment, settings: RunSettings, plans: Mapping[str
     result, deferred = _result(experiment, settings, records, runs, version)
     failed = any(r.outcome is not ConditionOutcome.COMPLETE for n, r in records.items() if n in runs)
     previous = settings.previous if settings.previous and settings.previous.version == version else None
-    started = RunRecord.load(settings.store.run_json(version))
-    record = RunRecord(settings.name, version, "failed" if failed else "complete",
-                       started.started if started else _now(), _now(), settings.master_seed, settings.replicates,
-                       records, [h.to_dict() for h in result.metrics.hypotheses], _environment(plans),
-                       git_commit(Path.cwd()), _graph(settings))
+    record = RunRecord(settings.name, version, "failed" if failed else "complete", running.started, _now(),
+                       settings.master_seed, settings.replicates, records,
+                       [h.to_dict() for h in result.metrics.hypotheses], running.environment, running.git_commit,
+                       running.graph)
     previous_manifest = _read_manifest(settings, version) if previous is not None else None
     writer.write_manifest(previous_manifest)
     writer.write_metadata(settings.replicates, experiment.id, settings.name)

@@ -83,9 +83,17 @@ class FileHashCache:
 
     def __init__(self, path: Path | None) -> None:
         self._path = Path(path) if path is not None else None
-        self._entries: dict[str, _Entry] = _load(self._path) if self._path is not None else {}
+        self._entries: dict[str, _Entry] | None = None  # read on first use: most runs declare no files
         self._dirty = False
         self._lock = threading.Lock()
+
+    def _loaded(self) -> dict[str, _Entry]:
+        if self._entries is None:
+            entries = _load(self._path) if self._path is not None else {}
+            with self._lock:
+                if self._entries is None:
+                    self._entries = entries
+        return self._entries
 
     def digest(self, file: Path) -> str:
         """SHA-256 hex digest of a file's content, from the cache when its stat is unchanged.
@@ -108,13 +116,14 @@ class FileHashCache:
         resolved = _resolve(Path(file))
         stat = resolved.stat()
         key = str(resolved)
-        entry = self._entries.get(key)
+        entries = self._loaded()
+        entry = entries.get(key)
         if entry is not None and entry.matches(stat) and not entry.racy:
             return entry.digest
         digest = _hash_file(resolved)  # stat taken before reading: a write meanwhile shows next time
         fresh = _Entry(stat.st_size, stat.st_mtime_ns, stat.st_ino, digest, time.time_ns())
         with self._lock:
-            self._entries[key] = fresh
+            entries[key] = fresh
             self._dirty = True
         return digest
 
@@ -128,7 +137,7 @@ class FileHashCache:
         if self._path is None or not self._dirty:
             return
         with self._lock:
-            merged = {**_load(self._path), **self._entries}
+            merged = {**_load(self._path), **(self._entries or {})}  # dirty implies loaded
             payload = {"schema": _SCHEMA, "files": {key: asdict(entry) for key, entry in sorted(merged.items())}}
             _write_atomic(self._path, json.dumps(payload, indent=1))
             self._dirty = False

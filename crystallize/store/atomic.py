@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 __all__ = ["fsync_dir", "json_default", "move_into_place", "write_bytes", "write_json"]
 
 
+_TEMP_COUNTER = itertools.count()  # next() is atomic under the GIL, so threads never share a name
+
+
 def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    # pid + counter is unique among live writers; a leftover from a killed process is simply truncated
+    return path.with_name(f".{path.name}.{os.getpid()}.{next(_TEMP_COUNTER)}.tmp")
 
 
 def fsync_dir(path: Path) -> None:
@@ -37,10 +41,14 @@ def write_bytes(path: Path, data: bytes | memoryview, *, durable: bool = False) 
     durable : bool
         Also ``fsync`` the file and its folder.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path)
     try:
-        with open(tmp, "wb") as fh:
+        fh = open(tmp, "wb")
+    except FileNotFoundError:  # the folder is missing: create it only then (one syscall saved per write)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(tmp, "wb")
+    try:
+        with fh:
             fh.write(data)
             if durable:
                 fh.flush()

@@ -10,14 +10,14 @@
         _manifest.json                       {"<file>": "<StepName>"} (0.27)
         <condition>/results.json             {"metrics": {...}} (0.27)
         <condition>/.crystallize_complete    written last, only if every replicate succeeded
-        <condition>/.journal.jsonl           append-only per-replicate progress
+        <condition>/.journal.jsonl           per-replicate progress of a long run (append-only)
         replicate_<r>/<condition>/<Step>/<file>
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["ExperimentStore", "MARKER", "list_versions"]
@@ -40,17 +40,22 @@ class ExperimentStore:
 
     root: Path
     name: str
+    dir: Path = field(init=False, repr=False, compare=False)
+    _version_dirs: dict[int, Path] = field(init=False, repr=False, compare=False)  # a run asks for them often
 
-    @property
-    def dir(self) -> Path:
-        return self.root / self.name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dir", Path(self.root) / self.name)
+        object.__setattr__(self, "_version_dirs", {})
 
     @property
     def lock_path(self) -> Path:
         return self.dir / ".lock"
 
     def version_dir(self, version: int) -> Path:
-        return self.dir / f"v{version}"
+        found = self._version_dirs.get(version)
+        if found is None:
+            found = self._version_dirs[version] = self.dir / f"v{version}"
+        return found
 
     def run_json(self, version: int) -> Path:
         return self.version_dir(version) / "run.json"
@@ -65,16 +70,16 @@ class ExperimentStore:
         return self.version_dir(version) / condition
 
     def results(self, version: int, condition: str) -> Path:
-        return self.condition_dir(version, condition) / "results.json"
+        return self.version_dir(version).joinpath(condition, "results.json")
 
     def marker(self, version: int, condition: str) -> Path:
-        return self.condition_dir(version, condition) / MARKER
+        return self.version_dir(version).joinpath(condition, MARKER)
 
     def journal(self, version: int, condition: str) -> Path:
-        return self.condition_dir(version, condition) / ".journal.jsonl"
+        return self.version_dir(version).joinpath(condition, ".journal.jsonl")
 
     def artifact(self, version: int, replicate: int, condition: str, step: str, name: str) -> Path:
-        return self.version_dir(version) / f"replicate_{replicate}" / condition / step / name
+        return self.version_dir(version).joinpath(f"replicate_{replicate}", condition, step, name)
 
     def versions(self) -> list[int]:
         return list_versions(self.dir)

@@ -140,19 +140,31 @@ def environment_info(packages: Mapping[str, str] | None = None) -> dict[str, Any
             "packages": dict(sorted((packages or {}).items()))}
 
 
+_GIT_DIRS: dict[str, Path | None] = {}  # folder -> the git dir found above it (found once per process)
+
+
 def git_commit(path: Path) -> str | None:
     """The commit checked out in the git repository containing ``path`` (``None`` outside one).
 
     Reads ``.git/HEAD`` and the ref it names (loose or packed) directly: no subprocess, so it
-    is cheap enough to call for every run.
+    is cheap enough to call for every run. Where the repository is (a walk up the parents)
+    is looked up once per folder and process; the commit is read on every call.
     """
-    for folder in (Path(path).resolve(), *Path(path).resolve().parents):
+    key = str(path)
+    if key not in _GIT_DIRS:
+        _GIT_DIRS[key] = _find_git_dir(Path(path))
+    git = _GIT_DIRS[key]
+    return _resolve_head(git) if git is not None else None
+
+
+def _find_git_dir(path: Path) -> Path | None:
+    for folder in (path.resolve(), *path.resolve().parents):
         git = folder / ".git"
         if git.is_file():  # a worktree or submodule: "gitdir: <path>"
             text = git.read_text(errors="replace").strip()
             git = (folder / text.partition(":")[2].strip()).resolve() if text.startswith("gitdir:") else git
         if git.is_dir():
-            return _resolve_head(git)
+            return git
     return None
 
 

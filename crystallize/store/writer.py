@@ -43,8 +43,9 @@ class VersionWriter:
     def __init__(self, store: ExperimentStore, version: int, *, durable: bool = False) -> None:
         self.store, self.version, self.durable = store, version, durable
         self.manifest: dict[str, str] = {}
-        self._journal: dict[str, list[str]] = {}
+        self._journal: dict[str, list[Mapping[str, Any]]] = {}
         self._last_flush = time.monotonic()
+        self._flushed = False  # any journal line on disk yet?
 
     def persist_artifacts(self, condition: str, replicate: int,
                           records: Iterable[ArtifactRecord]) -> dict[str, tuple[str, str]]:
@@ -65,22 +66,42 @@ class VersionWriter:
         return written
 
     def journal(self, condition: str, entry: Mapping[str, Any]) -> None:
-        """Buffer one replicate's outcome; flushed in batches (append-only file)."""
-        lines = self._journal.setdefault(condition, [])
-        lines.append(json.dumps(entry, default=json_default))
-        if len(lines) >= _JOURNAL_BATCH or time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
+        """Buffer one replicate's outcome; flushed in batches (append-only file).
+
+        ``entry`` must not change afterwards: it is encoded when flushed.
+        """
+        entries = self._journal.setdefault(condition, [])
+        entries.append(entry)
+        if len(entries) >= _JOURNAL_BATCH or time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
-        """Append buffered journal lines to each condition's ``.journal.jsonl``."""
-        for condition, lines in self._journal.items():
-            if not lines:
+    def flush(self, *, final: bool = False) -> None:
+        """Append buffered entries to each condition's ``.journal.jsonl``, one JSON line each.
+
+        ``final=True`` means the run has every result and its final ``run.json`` comes
+        next: if nothing was flushed yet, the buffer is dropped instead of written (the
+        record holds the same data; a run killed before it is written reruns in full).
+        """
+        if not any(self._journal.values()):
+            return
+        if final and not self._flushed:
+            self._journal.clear()
+            return
+        self._flushed = True
+        encode = json.JSONEncoder(default=json_default).encode
+        for condition, entries in self._journal.items():
+            if not entries:
                 continue
             path = self.store.journal(self.version, condition)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write("\n".join(lines) + "\n")
-            lines.clear()
+            text = "".join([encode(e) + "\n" for e in entries])
+            try:
+                fh = open(path, "a", encoding="utf-8")
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(path, "a", encoding="utf-8")
+            with fh:
+                fh.write(text)
+            entries.clear()
         self._last_flush = time.monotonic()
 
     def write_results(self, condition: str, metrics: Mapping[str, list[Any]]) -> None:
@@ -112,14 +133,22 @@ class VersionWriter:
         merged = {**(previous or {}), **self.manifest}
         write_json(self.store.manifest(self.version), merged, durable=self.durable)
 
-    def write_record(self, record: RunRecord) -> None:
+    def write_record(self, record: RunRecord, *, replace: bool = True) -> None:
         """Write ``run.json``: one top-level key per line, one condition per line (fast C encoder,
-        still readable and diff-friendly)."""
+        still readable and diff-friendly).
+
+        ``replace=False`` writes in place, for the first record of a new version: a torn
+        file there reads as no record, which is what a killed run that early means anyway.
+        """
         data = record.to_json()
         conditions = data.pop("conditions")
-        dump = lambda v: json.dumps(v, default=json_default)  # noqa: E731
+        dump = json.JSONEncoder(default=json_default).encode
         lines = [f"  {dump(k)}: {dump(v)}" for k, v in data.items()]
         body = ",\n".join(f"    {dump(k)}: {dump(v)}" for k, v in conditions.items())
         lines.append(f'  "conditions": {{\n{body}\n  }}')
         text = "{\n" + ",\n".join(lines) + "\n}\n"
-        write_bytes(self.store.run_json(self.version), text.encode("utf-8"), durable=self.durable)
+        path = self.store.run_json(self.version)
+        if replace or self.durable:
+            write_bytes(path, text.encode("utf-8"), durable=self.durable)
+        else:
+            path.write_text(text, encoding="utf-8")
