@@ -36,6 +36,7 @@ from crystallize.store.writer import VersionWriter
 if TYPE_CHECKING:
     from crystallize.execution.backend import Backend
     from crystallize.experiment import Experiment
+    from crystallize.graph.fingerprints import CodeMemo
     from crystallize.hypothesis import Hypothesis
     from crystallize.results import Result
     from crystallize.treatments import Treatment
@@ -71,20 +72,24 @@ def run_experiment(experiment: Experiment, *, treatments: Sequence[Treatment] | 
                    upstream: Mapping[str, UpstreamRun] | None = None, backend: Backend | None = None,
                    store_root: Path | None = None, versioned: bool | None = None, graph_seed: int | None = None,
                    force: bool = False, on_event: EventSink | None = None,
-                   graph_name: str | None = None) -> ExperimentOutcome:
-    """Plan and run one experiment (see :meth:`Experiment.run` for the user-facing contract)."""
+                   graph_name: str | None = None, memo: CodeMemo | None = None) -> ExperimentOutcome:
+    """Plan and run one experiment (see :meth:`Experiment.run` for the user-facing contract).
+
+    ``memo`` shares code fingerprints between the nodes of one graph run.
+    """
     with _fewer_young_collections():
         return _plan_and_run(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
                              strategy=strategy, inherited=inherited, upstream=upstream, backend=backend,
                              store_root=store_root, versioned=versioned, graph_seed=graph_seed, force=force,
-                             on_event=on_event, graph_name=graph_name)
+                             on_event=on_event, graph_name=graph_name, memo=memo)
 
 
 def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | None,
                   hypotheses: Sequence[Hypothesis] | None, replicates: int | None, strategy: str | None,
                   inherited: Sequence[Treatment], upstream: Mapping[str, UpstreamRun] | None, backend: Backend | None,
                   store_root: Path | None, versioned: bool | None, graph_seed: int | None, force: bool,
-                  on_event: EventSink | None, graph_name: str | None = None) -> ExperimentOutcome:
+                  on_event: EventSink | None, graph_name: str | None = None,
+                  memo: CodeMemo | None = None) -> ExperimentOutcome:
     from crystallize.fingerprint import FileHashCache
 
     settings = resolve_settings(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
@@ -92,7 +97,7 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
                                 graph_seed=graph_seed, graph_name=graph_name)
     inputs = resolve_inputs(experiment, list(settings.conditions), upstream)
     cache = FileHashCache(settings.store.root / ".file-hashes.json")
-    plans = plan_conditions(experiment, settings, inputs, cache, force=force)
+    plans = plan_conditions(experiment, settings, inputs, cache, force=force, memo=memo)
     cache.save()
     if not any(p.run for p in plans.values()):
         return assemble(experiment, settings, plans, inputs, {}, None)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from crystallize.execution.engine import ExperimentOutcome, run_experiment
 from crystallize.execution.events import EventSink, NodeFinished, NodeStarted
 from crystallize.execution.select import make_backend
+from crystallize.graph.fingerprints import CodeMemo
 from crystallize.graph.inherit import inherited_treatments, node_seed
 from crystallize.graph.plan import forced_nodes, selected_nodes
 from crystallize.graph.settings import UpstreamRun, stored_upstream
@@ -125,6 +126,7 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
     inherited = inherited_treatments(graph, treatments)
     shared, owned = make_backend(backend if backend is not None else graph.backend, graph.workers)
     experiments, graph_name = graph.experiments, graph.name  # once: per node, each would be quadratic
+    memo = CodeMemo()  # a step function shared by many nodes is fingerprinted once per graph run
 
     def run_node(name: str, upstream: dict[str, UpstreamRun]) -> ExperimentOutcome:
         if on_event:
@@ -133,7 +135,7 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
             experiments[name], treatments=treatments, replicates=replicates, strategy=strategy,
             inherited=inherited[name], upstream=upstream, backend=shared, store_root=graph.store_root,
             versioned=graph.versioned, graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event,
-            graph_name=graph_name)
+            graph_name=graph_name, memo=memo)
 
     parallel = shared.capacity if shared is not None else 1
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -217,7 +219,7 @@ def resolve_inputs(experiment: Experiment, conditions: Sequence[str],
                 continue
             entry = record.artifacts.get(artifact.name, {})
             artifacts[artifact.key] = ArtifactInput(artifact.producer_name or "", artifact.name,
-                                                    str(run.store.version_dir(record.version).resolve()), source,
+                                                    os.path.abspath(run.store.version_dir(record.version)), source,
                                                     entry.get("step", "_unknown_step"), record.replicates)
             pins.append(UpstreamPin(artifact.producer_name or "", artifact.name, record.version, source,
                                     fallback=source != condition))
