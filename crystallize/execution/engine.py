@@ -125,18 +125,17 @@ def _open_version(settings: RunSettings, stack: ExitStack) -> tuple[int, bool]:
     return 0, True
 
 
-_LOCKS: dict[str, Any] = {}  # lock file -> FileLock; building one costs about as much as taking it
-
-
 def _experiment_lock(path: str) -> Any:
-    """The experiment's ``filelock.FileLock`` (per-thread state, so threads exclude each other too)."""
-    lock = _LOCKS.get(path)
-    if lock is None:
-        from filelock import FileLock
+    """A new ``filelock.FileLock`` on the experiment's lock file.
 
-        # an explicit mode without group/other write bits spares filelock a probe file per new lock
-        lock = _LOCKS.setdefault(path, FileLock(path, mode=0o644))
-    return lock
+    One object per run, not per thread (``thread_local=False`` costs about a third less
+    per acquire): each object opens its own descriptor, so two runs in one process
+    exclude each other just as two processes do. An explicit mode without group/other
+    write bits spares filelock a probe file per new lock.
+    """
+    from filelock import FileLock
+
+    return FileLock(path, mode=0o644, thread_local=False)
 
 
 def _prepare_unversioned(settings: RunSettings, plans: Mapping[str, ConditionPlan], writer: VersionWriter) -> None:
