@@ -74,7 +74,9 @@ class TestLayout:
         monkeypatch.setattr(writer, "_JOURNAL_SECONDS", -1.0)  # every replicate is "a second later"
         producer(json_art()).run()
         journal = tmp_path / "data" / "prod" / "v0" / "hi" / ".journal.jsonl"
-        lines = [json.loads(line) for line in journal.read_text().splitlines()]
+        batches = [json.loads(line) for line in journal.read_text().splitlines()]
+        assert [len(b) for b in batches] == [1, 1]  # a flush per replicate: each one "a second later"
+        lines = [entry for batch in batches for entry in batch]
         assert [(e["replicate"], e["seed"], e["metrics"], e["error"]) for e in lines] == [
             (r, s, {"gain": [3.0]}, None) for r, s in enumerate(seeds_for(SEED, 2))]
         stored = (tmp_path / "data" / "prod" / "v0" / "replicate_1" / "hi" / "Save_ModelStep" / "model.json").read_bytes()

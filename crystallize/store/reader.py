@@ -22,16 +22,21 @@ def latest_record(store: ExperimentStore) -> RunRecord | None:
 
 
 def read_journal(store: ExperimentStore, version: int, condition: str) -> list[dict[str, Any]]:
-    """Per-replicate entries of a condition's journal; a torn last line is ignored."""
+    """Per-replicate entries of a condition's journal, in the order written.
+
+    Each line is one flushed batch (a JSON array of entries) or, as written before
+    batching, one entry. A torn last line (a run killed mid-write) is ignored.
+    """
     path = store.journal(version, condition)
     if not path.exists():
         return []
-    entries = []
+    entries: list[dict[str, Any]] = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            entries.append(json.loads(line))
+            batch = json.loads(line)
         except ValueError:
             continue
+        entries.extend(batch if isinstance(batch, list) else [batch])
     return entries
 
 

@@ -76,7 +76,8 @@ class VersionWriter:
             self.flush()
 
     def flush(self, *, final: bool = False) -> None:
-        """Append buffered entries to each condition's ``.journal.jsonl``, one JSON line each.
+        """Append buffered entries to each condition's ``.journal.jsonl``: one line per batch,
+        a JSON array of entries (one encoder call per batch, not per replicate).
 
         ``final=True`` means the run has every result and its final ``run.json`` comes
         next: if nothing was flushed yet, the buffer is dropped instead of written (the
@@ -93,7 +94,7 @@ class VersionWriter:
             if not entries:
                 continue
             path = self.store.journal(self.version, condition)
-            text = "".join([encode(e) + "\n" for e in entries])
+            text = encode(entries) + "\n"
             try:
                 fh = open(path, "a", encoding="utf-8")
             except FileNotFoundError:
