@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from crystallize.graph.status import GraphStatus, NodeState
+from crystallize.graph.status import GraphStatus, NodeState, NodeStatus, StaleKind
 
 if TYPE_CHECKING:
     from crystallize.execution.engine import ExperimentOutcome
@@ -107,8 +107,32 @@ def hypothesis_table(name: str, outcome: ExperimentOutcome) -> Table | None:
     return table
 
 
+_PARTIAL = {StaleKind.INCOMPLETE, StaleKind.FAILED, StaleKind.REPLICATES_CHANGED}  # only some replicates rerun
+
+
+def _spans(numbers: tuple[int, ...]) -> str:
+    """``(0, 1, 2, 5)`` -> ``"0-2, 5"``."""
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def _to_run(node: NodeStatus) -> str:
+    """Conditions that would run; those resuming part of their replicates name them."""
+    out = []
+    for name in node.to_run:
+        cond = node.conditions[name]
+        partial = cond.missing_replicates and any(r.kind in _PARTIAL for r in cond.reasons)
+        out.append(f"{name} (replicates {_spans(cond.missing_replicates)})" if partial else name)
+    return ", ".join(out)
+
+
 def status_table(status: GraphStatus) -> Table:
-    """Node, state, first reason and the conditions that would run."""
+    """Node, state, first reason, where it came from, and the conditions (and replicates) that would run."""
     table = Table(title="status", title_justify="left")
     for column in ("node", "state", "reason", "to run"):
         table.add_column(column)
@@ -116,5 +140,7 @@ def status_table(status: GraphStatus) -> Table:
         style = _STATE_STYLE[node.state]
         reason = node.reasons[0] if node.reasons else None
         text = f"{reason.kind.value}: {reason.detail}" if reason else ""
-        table.add_row(name, f"[{style}]{node.state.value}[/]", text, ", ".join(node.to_run))
+        if reason is not None and reason.upstream and reason.upstream not in text:
+            text += f" (from {reason.upstream})"
+        table.add_row(name, f"[{style}]{node.state.value}[/]", text, _to_run(node))
     return table

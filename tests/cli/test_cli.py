@@ -55,6 +55,17 @@ def test_status_names_the_changed_parameter(yaml_graph: Path, capsys):
     assert consumer["conditions"]["extra"]["state"] == "FRESH"
 
 
+def test_status_table_names_the_replicates_a_resume_would_run(yaml_graph: Path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one table row per line
+    main(["run", str(yaml_graph)])
+    capsys.readouterr()
+    config = yaml_graph / "consumer" / "config.yaml"
+    config.write_text(config.read_text().replace("replicates: 3", "replicates: 5"))
+    assert main(["status", str(yaml_graph)]) == 1
+    row = next(line for line in capsys.readouterr().out.splitlines() if "consumer" in line)
+    assert "baseline (replicates 3-4), bigger (replicates 3-4), extra (replicates 3-4)" in row
+
+
 def test_unknown_treatment_and_config_errors_exit_2(yaml_graph: Path, capsys):
     assert main(["run", str(yaml_graph), "--treatment", "nope"]) == 2
     assert "unknown treatment(s) nope" in capsys.readouterr().err
