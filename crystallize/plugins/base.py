@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from crystallize.results import ReplicateResult, Result
     from crystallize.steps import PipelineStep
 
-__all__ = ["BasePlugin", "overrides_loop"]
+__all__ = ["BasePlugin", "hook_methods", "overrides_loop"]
 
 
 class BasePlugin:
@@ -53,3 +53,29 @@ class BasePlugin:
 def overrides_loop(plugin: BasePlugin) -> bool:
     """True when ``plugin`` defines its own ``run_experiment_loop``."""
     return type(plugin).run_experiment_loop is not BasePlugin.run_experiment_loop
+
+
+def hook_methods(plugins: Iterable[Any], hook: str) -> tuple[Callable[..., Any], ...]:
+    """The bound ``hook`` method of each plugin that acts on it, in order.
+
+    Runners resolve these once per run, so per-replicate and per-step loops call only
+    hooks that do something.
+
+    Examples
+    --------
+    >>> class Watch(BasePlugin):
+    ...     def after_step(self, experiment, step, data, ctx):
+    ...         pass
+    >>> len(hook_methods([Watch(), BasePlugin()], "after_step")), hook_methods([Watch()], "before_step")
+    (1, ())
+    """
+    return tuple(getattr(p, hook) for p in plugins if _acts_on(p, hook))
+
+
+def _acts_on(plugin: Any, hook: str) -> bool:
+    """True when the plugin (class or instance) defines ``hook`` other than as the no-op and,
+    through an optional ``_idle_hooks()``, does not declare it idle for its current settings."""
+    if hook not in getattr(plugin, "__dict__", ()) and getattr(type(plugin), hook, None) is getattr(BasePlugin, hook):
+        return False
+    idle = getattr(plugin, "_idle_hooks", None)
+    return idle is None or hook not in idle()

@@ -79,6 +79,11 @@ class LoggingPlugin(BasePlugin):
             logger.setLevel(getattr(logging, self.log_level.upper()))
         self._start = time.perf_counter()  # the runner logs the run's resolved settings
 
+    def _idle_hooks(self) -> frozenset[str]:
+        """Hooks that do nothing with the current settings; runners skip them."""
+        own = type(self).after_step is LoggingPlugin.after_step and "after_step" not in self.__dict__
+        return frozenset({"after_step"}) if own and not self.verbose else frozenset()
+
     def after_step(self, experiment: Experiment, step: PipelineStep, data: Any, ctx: Any) -> None:
         if self.verbose:
             logger.debug("Rep %s/%s %s finished step %s", ctx.get("replicate", 0) + 1, experiment.replicates,
