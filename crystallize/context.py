@@ -22,6 +22,7 @@ __all__ = [
     "standalone_context",
 ]
 
+_LOGGER = logging.getLogger("crystallize")
 _CURRENT: ContextVar[FrozenContext | None] = ContextVar("crystallize_current_context", default=None)
 
 
@@ -97,18 +98,18 @@ class FrozenContext:
     def __init__(self, initial: Mapping[str, Any] | None = None, logger: logging.Logger | None = None) -> None:
         self._data: dict[str, Any] = copy.deepcopy(dict(initial)) if initial else {}
         self.metrics = FrozenMetrics()
-        self.logger = logger or logging.getLogger("crystallize")
+        self.logger = logger or _LOGGER
         self._artifacts: ArtifactLog | None = None
         self.rng_factory: Any = None  # set by the job runner: () -> numpy Generator for `rng` params
         self._inputs: Mapping[str, Any] = {}  # set by the job runner: artifact key -> ArtifactInput
 
     @classmethod
-    def _trusted(cls, data: dict[str, Any], logger: logging.Logger | None = None) -> FrozenContext:
+    def _trusted(cls, data: dict[str, Any], logger: logging.Logger | None = None, *,
+                 inputs: Mapping[str, Any] | None = None, rng_factory: Any = None) -> FrozenContext:
         """Build around ``data`` without copying (the runner already owns a fresh dict)."""
         ctx = cls.__new__(cls)
-        ctx._data, ctx.metrics = data, FrozenMetrics()
-        ctx.logger = logger or logging.getLogger("crystallize")
-        ctx._artifacts, ctx.rng_factory, ctx._inputs = None, None, {}
+        ctx._data, ctx.metrics, ctx.logger = data, FrozenMetrics(), logger or _LOGGER
+        ctx._artifacts, ctx.rng_factory, ctx._inputs = None, rng_factory, {} if inputs is None else inputs
         return ctx
 
     @property

@@ -55,9 +55,9 @@ class _FunctionSource(DataSource):
         return dict(self._params)
 
     def fetch(self, ctx: FrozenContext) -> Any:
-        kwargs = _resolve(self._sig, self._params, ctx, type(self).__name__)
-        kwargs.pop("ctx", None)
-        return self.fn(ctx, **kwargs)
+        if not self._sig.names:
+            return self.fn(ctx)
+        return self.fn(ctx, **_resolve(self._sig, self._params, ctx, type(self).__name__))
 
     def code_target(self) -> Callable[..., Any]:
         return self.fn
