@@ -312,13 +312,6 @@ def pipeline_step(cacheable: bool = False, *, version: str | None = None) -> Cal
     return decorate
 
 
-def _unpack(result: Any) -> tuple[Any, Mapping[str, Any] | None]:
-    """Split ``(data, metrics)`` returns; any other value is plain data."""
-    if type(result) is tuple and len(result) == 2 and isinstance(result[1], Mapping):
-        return result[0], result[1]
-    return result, None
-
-
 def _await(value: Any) -> Any:
     """Finish an async step's awaitable from synchronous code."""
     async def wait() -> Any:
@@ -380,48 +373,126 @@ class Pipeline:
         PipelineExecutionError
             Wrapping the first exception a step raises; ``.step_name`` names it.
         """
-        records: list[dict[str, Any]] = []
-        token = _CURRENT.set(ctx)
-        try:
-            for step in self.steps:
-                data = self._run_step(step, data, ctx, experiment, plugins, records)
-        finally:
-            _CURRENT.reset(token)
-        self._provenance = records
+        plan = _StepPlan(self.steps, [p.before_step for p in plugins], [p.after_step for p in plugins])
+        data, records = self._run_plan(plan, data, ctx, experiment)
         return (data, records) if return_provenance else data
 
     async def arun(self, data: Any, ctx: FrozenContext, **kwargs: Any) -> Any:
         """Async form of :meth:`run` (steps run in a worker thread)."""
         return await asyncio.to_thread(self.run, data, ctx, **kwargs)
 
-    @staticmethod
-    def _run_step(step: PipelineStep, data: Any, ctx: FrozenContext, experiment: Any,
-                  plugins: Sequence[Any], records: list[dict[str, Any]]) -> Any:
-        ctx._replace("step_name", step.name)
-        for plugin in plugins:
-            plugin.before_step(experiment, step)
-        n_keys, n_metrics = len(ctx._data), len(ctx.metrics.log)
+    def _run_plan(self, plan: _StepPlan, data: Any, ctx: FrozenContext,
+                  experiment: Any) -> tuple[Any, list[dict[str, Any]]]:
+        """:meth:`run` with the per-run decisions already taken (the job runner reuses one plan)."""
+        records: list[dict[str, Any]] = []
+        token = _CURRENT.set(ctx)
         try:
-            if step.cacheable:  # the step cache lives with the runner; imported only when used
-                from crystallize.execution.step_cache import cached_call
+            data = _run_steps(plan, data, ctx, experiment, records)
+        finally:
+            _CURRENT.reset(token)
+        self._provenance = records
+        return data, records
 
-                out, hit = cached_call(step, data, ctx, _invoke)
-            else:
-                out, hit = _invoke(step, data, ctx), False
+
+class _PlannedStep:
+    """One step with what running it needs resolved once per run."""
+
+    __slots__ = ("step", "name", "call", "cacheable", "params")
+
+    def __init__(self, step: PipelineStep) -> None:
+        self.step, self.name, self.cacheable = step, step.name, step.cacheable
+        call = _direct_call(step)
+        self.call = _awaiting(call) if getattr(step, "_maybe_async", True) else call
+        self.params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+                       for k, v in step.params.items()}  # provenance form
+
+
+class _StepPlan:
+    """Steps and the plugin step hooks to call, resolved once per run.
+
+    Parameters
+    ----------
+    steps : Sequence[PipelineStep]
+        The pipeline's steps.
+    before, after : Sequence[Callable]
+        Bound ``before_step`` and ``after_step`` hooks, in plugin order.
+    """
+
+    __slots__ = ("steps", "before", "after", "planned")
+
+    def __init__(self, steps: Sequence[PipelineStep], before: Sequence[Callable[..., Any]] = (),
+                 after: Sequence[Callable[..., Any]] = ()) -> None:
+        self.steps, self.before, self.after = tuple(steps), tuple(before), tuple(after)
+        self.planned = tuple(_PlannedStep(step) for step in self.steps)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_StepPlan, (self.steps, self.before, self.after))  # the fast calls are rebuilt, not pickled
+
+
+def _direct_call(step: PipelineStep) -> Callable[[Any, FrozenContext], Any]:
+    """A callable equivalent to ``step(data, ctx)`` with fewer layers; parameters that cannot
+    change during a run (explicit values) are resolved here, once."""
+    if type(step).__call__ is not _FunctionStep.__call__:
+        return step
+    fn, sig, name = step.fn, step._sig, step.name  # type: ignore[attr-defined]
+    explicit = step._explicit  # type: ignore[attr-defined]
+    if not all(n in explicit and not isinstance(explicit[n], ResourceFactoryWrapper) for n in sig.names):
+        if sig.data_param:  # some parameter comes from the context: resolved per call
+            return lambda data, ctx: fn(data, **_resolve(sig, explicit, ctx, name))
+        return lambda data, ctx: fn(**_resolve(sig, explicit, ctx, name))
+    fixed = {n: explicit[n] for n in sig.names}
+    if sig.takes_ctx:
+        if sig.data_param:
+            return lambda data, ctx: fn(data, ctx=ctx, **fixed)
+        return lambda data, ctx: fn(ctx=ctx, **fixed)
+    if sig.data_param:
+        return lambda data, ctx: fn(data, **fixed)
+    return lambda data, ctx: fn(**fixed)
+
+
+def _awaiting(call: Callable[[Any, FrozenContext], Any]) -> Callable[[Any, FrozenContext], Any]:
+    """``call``, finishing the awaitable an async step returns."""
+    def run(data: Any, ctx: FrozenContext) -> Any:
+        out = call(data, ctx)
+        return _await(out) if inspect.isawaitable(out) else out
+
+    return run
+
+
+def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
+               records: list[dict[str, Any]]) -> Any:
+    values, metrics = ctx._data, ctx.metrics
+    log = metrics.log
+    for planned in plan.planned:
+        step, name = planned.step, planned.name
+        values["step_name"] = name
+        for hook in plan.before:
+            hook(experiment, step)
+        n_keys, n_metrics = len(values), len(log)
+        try:
+            out, hit = _cached_call(step, data, ctx) if planned.cacheable else (planned.call(data, ctx), False)
         except (Exception, SystemExit) as exc:  # sys.exit in a step fails the replicate, not the run
-            raise PipelineExecutionError(step.name, exc) from exc
+            raise PipelineExecutionError(name, exc) from exc
         if ctx._artifacts is not None:
-            ctx._artifacts.label_new(step.name)
-        data, metrics = _unpack(out)
-        if metrics:
-            for key, value in metrics.items():
-                ctx.metrics.add(key, value)
-        records.append(_record(step, ctx, n_keys, n_metrics))
-        if hit:
-            records[-1]["cache_hit"] = True
-        for plugin in plugins:
-            plugin.after_step(experiment, step, data, ctx)
-        return data
+            ctx._artifacts.label_new(name)
+        if type(out) is tuple and len(out) == 2 and (type(out[1]) is dict or isinstance(out[1], Mapping)):
+            data = out[0]  # (data, metrics)
+            for key, value in out[1].items():
+                metrics.add(key, value)
+        else:
+            data = out
+        records.append({"step": name, "params": planned.params, "cache_hit": hit, "ctx_changes": {
+            "wrote": _wrote(values, n_keys) if len(values) > n_keys else {},
+            "metrics": _logged(log, n_metrics) if len(log) > n_metrics else {}}})
+        for hook in plan.after:
+            hook(experiment, step, data, ctx)
+    return data
+
+
+def _cached_call(step: PipelineStep, data: Any, ctx: FrozenContext) -> tuple[Any, bool]:
+    from crystallize.execution.step_cache import cached_call  # the step cache lives with the runner
+
+    return cached_call(step, data, ctx, _invoke)
 
 
 def _invoke(step: PipelineStep, data: Any, ctx: FrozenContext) -> Any:
@@ -432,25 +503,17 @@ def _invoke(step: PipelineStep, data: Any, ctx: FrozenContext) -> Any:
     return out
 
 
-def _plain_params(step: PipelineStep) -> dict[str, Any]:
-    """The step's explicit parameters as plain values (cached per step object)."""
-    cached = step.__dict__.get("_provenance_params")
-    if cached is None:
-        cached = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in step.params.items()}
-        step.__dict__["_provenance_params"] = cached
-    return cached
+def _wrote(values: dict[str, Any], n_keys: int) -> dict[str, Any]:
+    """Context keys added since there were ``n_keys``."""
+    return {k: values[k] for k in list(values)[n_keys:] if k != "step_name"}
 
 
-def _record(step: PipelineStep, ctx: FrozenContext, n_keys: int, n_metrics: int) -> dict[str, Any]:
-    """Provenance of one step: what it wrote to the context and metrics (cheap when nothing changed)."""
-    wrote: dict[str, Any] = {}
-    if len(ctx._data) > n_keys:
-        wrote = {k: ctx._data[k] for k in list(ctx._data)[n_keys:] if k != "step_name"}
-    metrics: dict[str, list[Any]] = {}
-    for key, value in ctx.metrics.log[n_metrics:]:
-        metrics.setdefault(key, []).append(value)
-    return {"step": step.name, "params": _plain_params(step), "cache_hit": False,
-            "ctx_changes": {"wrote": wrote, "metrics": metrics}}
+def _logged(log: list[tuple[str, Any]], start: int) -> dict[str, list[Any]]:
+    """Metric values recorded since ``log`` had ``start`` entries, grouped by name."""
+    grouped: dict[str, list[Any]] = {}
+    for key, value in log[start:]:
+        grouped.setdefault(key, []).append(value)
+    return grouped
 
 
 def pipeline(*steps: PipelineStep) -> Pipeline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,17 +19,17 @@ from crystallize.datasources.artifacts import ArtifactInput, ArtifactRecord
 from crystallize.datasources.datasource import DataSource
 from crystallize.errors import PipelineExecutionError
 from crystallize.execution.step_cache import CachePlan, planned
-from crystallize.plugins.base import BasePlugin
-from crystallize.steps import Pipeline
+from crystallize.plugins.base import BasePlugin, hook_methods
+from crystallize.steps import Pipeline, _StepPlan
 from crystallize.treatments import Treatment
 
 __all__ = ["DefinitionRef", "Job", "JobError", "JobResult", "RunDefinition", "run_job"]
 
 _WORKER_DEFINITIONS: dict[str, RunDefinition] = {}  # per-process cache of unpickled definitions
+_NO_CACHE_PLAN = nullcontext()  # reusable; cheaper than entering planned(..., None)
 
 
-def _overrides(plugin: BasePlugin, hook: str) -> bool:
-    return getattr(type(plugin), hook) is not getattr(BasePlugin, hook)
+_ATOMIC = frozenset({int, float, str, bool, bytes, type(None)})  # deepcopy returns these unchanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +45,17 @@ class RunDefinition:
     seed_fn: Callable[[int], None] | None = None
     experiment: Any = None  # the object hooks receive
     step_cache: CachePlan | None = None  # resolved by the runner (cache folder, code keys)
-    replicate_plugins: tuple[BasePlugin, ...] = field(init=False, default=())
-    step_plugins: tuple[BasePlugin, ...] = field(init=False, default=())
+    # Resolved once per run (and again where the definition is unpickled), not per job:
+    replicate_hooks: tuple[Callable[..., Any], ...] = field(init=False, default=())
+    step_plan: _StepPlan = field(init=False)
+    copy_initial: bool = field(init=False, default=True)  # False: every value is atomic, a dict copy will do
 
     def __post_init__(self) -> None:
-        # Only plugins that override a per-replicate hook are called in the hot loop.
-        object.__setattr__(self, "replicate_plugins", tuple(p for p in self.plugins if _overrides(p, "before_replicate")))
-        object.__setattr__(self, "step_plugins", tuple(
-            p for p in self.plugins if _overrides(p, "before_step") or _overrides(p, "after_step")))
+        set_ = object.__setattr__
+        set_(self, "replicate_hooks", hook_methods(self.plugins, "before_replicate"))
+        set_(self, "step_plan", _StepPlan(self.pipeline.steps, hook_methods(self.plugins, "before_step"),
+                                          hook_methods(self.plugins, "after_step")))
+        set_(self, "copy_initial", any(type(v) not in _ATOMIC for v in self.initial_ctx.values()))
 
 
 class DefinitionRef:
@@ -158,24 +162,22 @@ def _rng_factory(seed: int) -> Callable[[], Any]:
 def run_job(job: Job) -> JobResult:
     """Run one replicate of one condition and describe the outcome (never raises for user errors)."""
     d = job.definition.get()
-    values = copy.deepcopy(dict(d.initial_ctx)) if d.initial_ctx else {}
+    values = copy.deepcopy(dict(d.initial_ctx)) if d.copy_initial else dict(d.initial_ctx)
     values["replicate"], values["condition"] = job.replicate, job.condition
-    ctx = FrozenContext._trusted(values)
-    ctx._inputs, ctx.rng_factory = job.inputs, _rng_factory(job.seed)
+    ctx = FrozenContext._trusted(values, inputs=job.inputs, rng_factory=_rng_factory(job.seed))
     records: list[dict[str, Any]] = []
     try:
         treatment = d.treatments.get(job.condition)
         if treatment is not None:
             treatment.apply(ctx)
-        ctx._replace("seed_used", job.seed)
+        values["seed_used"] = job.seed
         if d.seed_fn is not None:
             d.seed_fn(job.seed)
-        for plugin in d.replicate_plugins:
-            plugin.before_replicate(d.experiment, ctx)
+        for hook in d.replicate_hooks:
+            hook(d.experiment, ctx)
         data = d.datasource.fetch(ctx)
-        with planned(d.pipeline.steps, d.step_cache):
-            _, records = d.pipeline.run(data, ctx, experiment=d.experiment, plugins=d.step_plugins,
-                                        return_provenance=True)
+        with planned(d.pipeline.steps, d.step_cache) if d.step_cache is not None else _NO_CACHE_PLAN:
+            _, records = d.pipeline._run_plan(d.step_plan, data, ctx, d.experiment)
     except (Exception, SystemExit) as exc:  # boundary: a user failure (even sys.exit) becomes data
         return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
     artifacts = tuple(ctx._artifacts.drain()) if ctx._artifacts is not None else ()

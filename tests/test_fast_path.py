@@ -1,0 +1,189 @@
+"""The per-run step plan and per-job fast paths behave like the plain step call."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from crystallize import (
+    ArtifactPlugin,
+    Experiment,
+    FrozenContext,
+    Pipeline,
+    SeedPlugin,
+    data_source,
+    pipeline_step,
+    resource_factory,
+    treatment,
+)
+from crystallize.errors import PipelineExecutionError
+from crystallize.execution.job import RunDefinition
+from crystallize.plugins import BasePlugin, LoggingPlugin
+from crystallize.plugins.base import hook_methods
+from crystallize.steps import _direct_call
+
+
+@data_source
+def numbers(ctx: Any) -> list[int]:
+    return [1, 2, 3]
+
+
+@data_source
+def sized(ctx: Any, size: int = 2) -> list[int]:
+    return list(range(size))
+
+
+@pipeline_step()
+def scale(data: list[int], ctx: Any, *, factor: int = 1) -> list[int]:
+    return [x * factor for x in data]
+
+
+@pipeline_step()
+def shift(data: list[int], *, delta: int) -> list[int]:
+    return [x + delta for x in data]
+
+
+@pipeline_step()
+def constant(*, value: int = 5) -> int:
+    return value
+
+
+@pipeline_step()
+def note(data: Any, ctx: Any) -> tuple[Any, dict[str, Any]]:
+    ctx.add("seen_step", ctx["step_name"])
+    ctx.record("calls", 1)
+    return data, {"total": sum(data)}
+
+
+@pipeline_step()
+async def later(data: list[int]) -> list[int]:
+    return data[::-1]
+
+
+# --- hook selection -------------------------------------------------------------------
+
+
+class AfterOnly(BasePlugin):
+    def after_step(self, experiment: Any, step: Any, data: Any, ctx: Any) -> None:
+        pass
+
+
+class ChattyLogging(LoggingPlugin):
+    def after_step(self, experiment: Any, step: Any, data: Any, ctx: Any) -> None:
+        pass
+
+
+def test_hook_methods_keeps_only_hooks_that_act() -> None:
+    after, base = AfterOnly(), BasePlugin()
+    assert hook_methods([base, after], "after_step") == (after.after_step,)
+    assert hook_methods([base, after], "before_step") == ()
+
+
+def test_hook_methods_sees_a_hook_set_on_the_instance() -> None:
+    plugin = BasePlugin()
+    plugin.before_step = lambda experiment, step: None  # type: ignore[method-assign]
+    assert hook_methods([plugin], "before_step") == (plugin.before_step,)
+
+
+def test_quiet_logging_plugin_is_skipped_per_step_unless_verbose_or_overridden() -> None:
+    assert hook_methods([LoggingPlugin()], "after_step") == ()
+    assert len(hook_methods([LoggingPlugin(verbose=True)], "after_step")) == 1
+    assert len(hook_methods([ChattyLogging()], "after_step")) == 1
+
+
+def test_step_hooks_see_the_step_name_in_order(tmp_path: Any) -> None:
+    seen: list[str] = []
+
+    class Watch(BasePlugin):
+        def before_step(self, experiment: Any, step: Any) -> None:
+            seen.append(f"before {step.name}")
+
+        def after_step(self, experiment: Any, step: Any, data: Any, ctx: Any) -> None:
+            seen.append(f"after {ctx['step_name']} {data}")
+
+    Experiment(numbers(), [scale(factor=2), note()], [Watch(), ArtifactPlugin(root_dir=tmp_path)], name="hooks").run()
+    assert seen == ["before ScaleStep", "after ScaleStep [2, 4, 6]", "before NoteStep", "after NoteStep [2, 4, 6]"]
+
+
+# --- direct calls ---------------------------------------------------------------------
+
+
+def test_direct_call_matches_the_step_call() -> None:
+    ctx = FrozenContext({"factor": 3, "value": 9})
+    for step, data in [(scale(), [1]), (scale(factor=2), [1]), (shift(delta=1), [1]), (constant(), None),
+                       (constant(value=1), None)]:
+        assert _direct_call(step)(data, ctx) == step(data, ctx)
+
+
+def test_context_parameters_are_resolved_per_call() -> None:
+    call = _direct_call(scale())
+    assert call([1], FrozenContext({"factor": 2})) == [2]
+    assert call([1], FrozenContext({"factor": 4})) == [4]
+
+
+def test_explicit_resource_factory_is_called_each_time() -> None:
+    calls: list[int] = []
+    factory = resource_factory(lambda: calls.append(1) or 7, key="fast-path-test")
+    call = _direct_call(scale(factor=factory))
+    assert call([1], FrozenContext({})) == [7] and call([1], FrozenContext({})) == [7]
+    assert calls == [1]  # built once per process, looked up per call
+
+
+def test_missing_context_parameter_names_the_step() -> None:
+    with pytest.raises(TypeError, match="Parameter 'delta' in step 'ShiftStep'"):
+        _direct_call(shift())([1], FrozenContext({}))
+
+
+def test_pipeline_runs_async_steps_and_names_failures() -> None:
+    assert Pipeline([later()]).run([1, 2], FrozenContext({})) == [2, 1]
+    with pytest.raises(PipelineExecutionError) as info:
+        Pipeline([scale(), shift()]).run([1], FrozenContext({}))
+    assert info.value.step_name == "ShiftStep"
+
+
+# --- provenance and jobs --------------------------------------------------------------
+
+
+def test_provenance_records_what_each_step_wrote(tmp_path: Any) -> None:
+    exp = Experiment(numbers(), [scale(factor=2), note()], [ArtifactPlugin(root_dir=tmp_path)], name="prov")
+    exp.run()
+    assert exp.pipeline.get_provenance() == [
+        {"step": "ScaleStep", "params": {"factor": 2}, "cache_hit": False,
+         "ctx_changes": {"wrote": {}, "metrics": {}}},
+        {"step": "NoteStep", "params": {}, "cache_hit": False,
+         "ctx_changes": {"wrote": {"seen_step": "NoteStep"}, "metrics": {"calls": [1], "total": [12]}}},
+    ]
+
+
+def test_treatments_and_seeds_reach_the_steps(tmp_path: Any) -> None:
+    exp = Experiment(sized(size=3), [scale(), note()], [SeedPlugin(seed=0), ArtifactPlugin(root_dir=tmp_path)],
+                     name="cond", replicates=2, treatments=[treatment("triple", {"factor": 3})])
+    result = exp.run()
+    assert result.metrics.baseline.metrics["total"] == [3, 3]
+    assert result.metrics.treatments["triple"].metrics["total"] == [9, 9]
+
+
+def test_initial_context_values_are_copied_per_job_unless_atomic(tmp_path: Any) -> None:
+    @pipeline_step()
+    def grow(data: Any, ctx: Any, *, bag: list[int], label: str) -> tuple[Any, dict[str, Any]]:
+        bag.append(1)
+        return data, {"size": len(bag), "label": label}
+
+    exp = Experiment(numbers(), [grow()], [ArtifactPlugin(root_dir=tmp_path)], name="copy", replicates=3,
+                     initial_ctx={"bag": [], "label": "x"})
+    assert exp.run().metrics.baseline.metrics == {"size": [1, 1, 1], "label": ["x", "x", "x"]}
+    assert exp.initial_ctx["bag"] == []
+
+
+def test_run_definition_pickles_and_rebuilds_its_step_plan() -> None:
+    watch = AfterOnly()
+    pipeline = Pipeline([scale(factor=2), note()])
+    definition = RunDefinition("pick", numbers(), pipeline, {}, {}, plugins=(watch, LoggingPlugin()))
+    copy = pickle.loads(cloudpickle.dumps(definition))
+    assert [p.step for p in copy.step_plan.planned] == copy.pipeline.steps
+    assert copy.step_plan.after == (copy.plugins[0].after_step,)
+    ctx = FrozenContext({})
+    assert copy.pipeline._run_plan(copy.step_plan, [1], ctx, None)[0] == [2]
