@@ -470,7 +470,10 @@ def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
             hook(experiment, step)
         n_keys, n_metrics = len(values), len(log)
         try:
-            out, hit = _cached_call(step, data, ctx) if planned.cacheable else (planned.call(data, ctx), False)
+            if planned.cacheable:
+                out, hit = _cached_call(step, data, ctx)
+            else:
+                out, hit = planned.call(data, ctx), False
         except (Exception, SystemExit) as exc:  # sys.exit in a step fails the replicate, not the run
             raise PipelineExecutionError(name, exc) from exc
         if ctx._artifacts is not None:
