@@ -39,9 +39,9 @@ def apply_once(experiment: Experiment, treatment: Treatment | str | None, *, dat
         ctx._replace("seed_used", seed)
         plugin = experiment.get_plugin(SeedPlugin)
         (plugin.seed_fn if plugin and plugin.seed_fn else default_seed_function)(seed)
-        from crystallize.execution.job import _rng_factory
+        from crystallize.execution.job import _RngFactory
 
-        ctx.rng_factory = _rng_factory(seed)
+        ctx.rng_factory = _RngFactory(seed)
     if data is None:
         ctx._inputs = resolve_inputs(experiment, [condition], None)[condition].artifacts
         data = experiment.datasource.fetch(ctx)
