@@ -36,38 +36,58 @@ class ConditionRun:
         return len(self.results) == len(self.plan.run)
 
     def metrics_by_replicate(self) -> list[dict[str, list[Any]] | None]:
+        results, kept = self.results, self.kept
         out: list[dict[str, list[Any]] | None] = []
         for rep in range(self.replicates):
-            if rep in self.results:
-                out.append(self.results[rep].metrics)
+            res = results.get(rep)
+            if res is not None:
+                out.append(res.metrics)
             else:
-                out.append(self.kept[rep].metrics if rep in self.kept else None)
+                stored = kept.get(rep)
+                out.append(stored.metrics if stored is not None else None)
         return out
 
     def errors(self) -> dict[int, JobError]:
         return {r: res.error for r, res in self.results.items() if res.error is not None}
 
     def outcome(self) -> ConditionOutcome:
-        if self.errors():
+        failed = False
+        for res in self.results.values():
+            if res.error is not None:
+                failed = True
+                break
+        if failed:
             return ConditionOutcome.FAILED
-        present = set(self.kept) | {r for r, res in self.results.items() if res.ok}
-        return ConditionOutcome.COMPLETE if present >= set(range(self.replicates)) else ConditionOutcome.INCOMPLETE
+        present = len(self.kept.keys() | self.results.keys())  # every result here succeeded
+        return ConditionOutcome.COMPLETE if present >= self.replicates else ConditionOutcome.INCOMPLETE
 
     def record(self, version: int) -> ConditionRecord:
+        """This condition's ``run.json`` entry: one pass over the replicates."""
         seeds: list[int | None] = []
         tags: list[dict[str, list[Any]] | None] = []
+        metrics: list[dict[str, list[Any]] | None] = []
         artifacts: dict[str, dict[str, Any]] = {}
+        results, kept, written = self.results, self.kept, self.written
         for rep in range(self.replicates):
-            res, kept = self.results.get(rep), self.kept.get(rep)
-            seeds.append(res.seed if res else (kept.seed if kept else None))
-            tags.append(res.tags if res else (kept.tags if kept else None))
-            files = self.written.get(rep) if res else (kept.artifacts if kept else {})
-            for name, (step, sha) in (files or {}).items():
-                artifacts.setdefault(name, {"step": step, "sha256": {}})["sha256"][str(rep)] = sha
+            res = results.get(rep)
+            if res is not None:
+                seeds.append(res.seed)
+                tags.append(res.tags)
+                metrics.append(res.metrics)
+                files = written.get(rep)
+            else:
+                stored = kept.get(rep)
+                seeds.append(stored.seed if stored else None)
+                tags.append(stored.tags if stored else None)
+                metrics.append(stored.metrics if stored else None)
+                files = stored.artifacts if stored else None
+            if files:
+                for name, (step, sha) in files.items():
+                    artifacts.setdefault(name, {"step": step, "sha256": {}})["sha256"][str(rep)] = sha
         return ConditionRecord(
-            version=version, outcome=self.outcome(), replicates=self.replicates, seeds=seeds,
-            metrics=self.metrics_by_replicate(), tags=tags, errors={str(r): e.to_json() for r, e in self.errors().items()},
-            artifacts=artifacts, upstream=self.inputs.pins, fingerprint=self.plan.fingerprint, inputs=self.plan.parts)
+            version=version, outcome=self.outcome(), replicates=self.replicates, seeds=seeds, metrics=metrics,
+            tags=tags, errors={str(r): e.to_json() for r, e in self.errors().items()}, artifacts=artifacts,
+            upstream=self.inputs.pins, fingerprint=self.plan.fingerprint, inputs=self.plan.parts)
 
 
 def flatten(per_replicate: Sequence[dict[str, list[Any]] | None]) -> dict[str, list[Any]]:
@@ -109,13 +129,15 @@ class Collector:
 
     def add(self, result: JobResult) -> None:
         run = self.runs[result.condition]
-        if result.ok:
-            run.written[result.replicate] = self.writer.persist_artifacts(
-                result.condition, result.replicate, result.artifacts)
+        error = result.error
+        written = self.writer.persist_artifacts(result.condition, result.replicate, result.artifacts) \
+            if result.artifacts and error is None else {}
+        if error is None:
+            run.written[result.replicate] = written
         run.results[result.replicate] = result
         self.writer.journal(result.condition, {
             "replicate": result.replicate, "seed": result.seed, "metrics": result.metrics, "tags": result.tags,
-            "artifacts": run.written.get(result.replicate, {}), "error": result.error.to_json() if result.error else None})
+            "artifacts": written, "error": error.to_json() if error is not None else None})
         if self.on_event:
             self.on_event(ReplicateFinished(self.experiment, result.condition, result.replicate, result.ok))
         if run.done:

@@ -19,8 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VersionWriter", "file_sha256"]
 
-_JOURNAL_BATCH = 256  # lines buffered per condition before a flush
-_JOURNAL_SECONDS = 1.0  # ... or seconds since the last flush
+_JOURNAL_SECONDS = 1.0  # buffered entries reach the journal this often: a crash loses at most that much work
 
 
 def file_sha256(path: Path) -> str:
@@ -66,13 +65,13 @@ class VersionWriter:
         return written
 
     def journal(self, condition: str, entry: Mapping[str, Any]) -> None:
-        """Buffer one replicate's outcome; flushed in batches (append-only file).
+        """Buffer one replicate's outcome; flushed once a second at most (append-only file).
 
         ``entry`` must not change afterwards: it is encoded when flushed.
         """
         entries = self._journal.setdefault(condition, [])
         entries.append(entry)
-        if len(entries) >= _JOURNAL_BATCH or time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
+        if time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
             self.flush()
 
     def flush(self, *, final: bool = False) -> None:
