@@ -102,6 +102,7 @@ class _Signature:
     takes_ctx: bool
     names: tuple[str, ...]  # injectable keyword parameters, in order
     defaults: tuple[object, ...]  # _MISSING when a parameter has no default
+    ctx_second: bool = False  # ``fn(data, ctx)`` may be called positionally
 
     @classmethod
     def of(cls, fn: Callable[..., Any]) -> _Signature:
@@ -110,7 +111,8 @@ class _Signature:
         data = positional[0].name if positional and positional[0].name != "ctx" else None
         rest = [p for p in params if p.name not in (data, "ctx") and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
         defaults = tuple(_MISSING if p.default is p.empty else p.default for p in rest)
-        return cls(data, any(p.name == "ctx" for p in params), tuple(p.name for p in rest), defaults)
+        ctx_second = data is not None and len(positional) >= 2 and positional[1].name == "ctx"
+        return cls(data, any(p.name == "ctx" for p in params), tuple(p.name for p in rest), defaults, ctx_second)
 
 
 def _resolve(sig: _Signature, explicit: Mapping[str, Any], ctx: FrozenContext, owner: str) -> dict[str, Any]:
@@ -445,6 +447,8 @@ def _direct_call(step: PipelineStep) -> Callable[[Any, FrozenContext], Any]:
             return lambda data, ctx: fn(data, **_resolve(sig, explicit, ctx, name))
         return lambda data, ctx: fn(**_resolve(sig, explicit, ctx, name))
     fixed = {n: explicit[n] for n in sig.names}
+    if not fixed and sig.ctx_second:
+        return fn  # the common ``def step(data, ctx)``: no wrapper at all
     if sig.takes_ctx:
         if sig.data_param:
             return lambda data, ctx: fn(data, ctx=ctx, **fixed)

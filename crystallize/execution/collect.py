@@ -19,6 +19,8 @@ from crystallize.store.writer import VersionWriter
 
 __all__ = ["Collector", "ConditionRun"]
 
+_NO_FILES: dict[str, tuple[str, str]] = {}  # shared by every replicate that wrote no artifact; never mutated
+
 
 @dataclass
 class ConditionRun:
@@ -131,7 +133,7 @@ class Collector:
         run = self.runs[result.condition]
         error = result.error
         written = self.writer.persist_artifacts(result.condition, result.replicate, result.artifacts) \
-            if result.artifacts and error is None else {}
+            if result.artifacts and error is None else _NO_FILES
         if error is None:
             run.written[result.replicate] = written
         run.results[result.replicate] = result
