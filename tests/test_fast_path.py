@@ -118,6 +118,31 @@ def test_direct_call_matches_the_step_call() -> None:
         assert _direct_call(step)(data, ctx) == step(data, ctx)
 
 
+@pipeline_step()
+def ctx_keyword(data: list[int], *, ctx: Any) -> list[int]:
+    return data + [ctx["extra"]]
+
+
+@pipeline_step()
+def ctx_first(ctx: Any) -> int:
+    return ctx["extra"]
+
+
+def test_a_plain_data_ctx_step_is_called_without_a_wrapper() -> None:
+    step = note()
+    assert _direct_call(step) is step.fn  # positional (data, ctx), nothing to inject
+    ctx = FrozenContext({"step_name": "NoteStep"})
+    assert _direct_call(step)([1, 2], ctx) == ([1, 2], {"total": 3})
+    assert ctx["seen_step"] == "NoteStep" and ctx.metrics["calls"] == (1,)
+    assert _direct_call(scale()) is not scale().fn  # a parameter to inject: resolved per call
+
+
+def test_other_ctx_shapes_still_get_the_context() -> None:
+    ctx = FrozenContext({"extra": 7})
+    assert _direct_call(ctx_keyword())([1], ctx) == [1, 7]
+    assert _direct_call(ctx_first())(None, ctx) == 7
+
+
 def test_context_parameters_are_resolved_per_call() -> None:
     call = _direct_call(scale())
     assert call([1], FrozenContext({"factor": 2})) == [2]
