@@ -215,12 +215,19 @@ def _setup_context(experiment: Experiment, settings: RunSettings) -> FrozenConte
     raise cause
 
 
-def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, ConditionRun]) -> list[Job]:
-    """Replicate-major order, so early replicates of every condition finish first."""
+def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, ConditionRun]) -> Iterator[Job]:
+    """Replicate-major order, so early replicates of every condition finish first.
+
+    A generator: each job is made when the backend takes it, so finished jobs do not
+    pile up for the garbage collector to walk.
+    """
     wanted = {(name, r) for name, run in runs.items() for r in run.plan.run}
-    return [Job(ref, name, r, replicate_seed(settings.master_seed, r, auto_seed=settings.auto_seed),
-                runs[name].inputs.artifacts)
-            for r in range(settings.replicates) for name in runs if (name, r) in wanted]
+    master, auto = settings.master_seed, settings.auto_seed
+    for r in range(settings.replicates):
+        seed = replicate_seed(master, r, auto_seed=auto)
+        for name, run in runs.items():
+            if (name, r) in wanted:
+                yield Job(ref, name, r, seed, run.inputs.artifacts)
 
 
 @contextmanager
@@ -372,10 +379,11 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         jobs = _jobs(ref, settings, runs)
         if on_event:
             reused = tuple(n for n, p in plans.items() if not p.run)
-            on_event(RunStarted(settings.name, version, len(jobs), tuple(runs), reused))
+            total = sum(len(run.plan.run) for run in runs.values())
+            on_event(RunStarted(settings.name, version, total, tuple(runs), reused))
         try:
             if custom is not None:
-                _custom_loop(experiment, custom, jobs, collector)
+                _custom_loop(experiment, custom, list(jobs), collector)
             else:
                 _dispatch(chosen, jobs, collector)
         finally:
