@@ -399,7 +399,7 @@ class Pipeline:
 class _PlannedStep:
     """One step with what running it needs resolved once per run."""
 
-    __slots__ = ("step", "name", "call", "cacheable", "params", "unchanged")
+    __slots__ = ("step", "name", "call", "cacheable", "params")
 
     def __init__(self, step: PipelineStep) -> None:
         self.step, self.name, self.cacheable = step, step.name, step.cacheable
@@ -407,10 +407,6 @@ class _PlannedStep:
         self.call = _awaiting(call) if getattr(step, "_maybe_async", True) else call
         self.params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
                        for k, v in step.params.items()}  # provenance form
-        # the record of a run that wrote nothing: shared by every replicate (treat as read-only),
-        # which spares two dicts per step and replicate that would live until the run ends
-        self.unchanged = {"step": self.name, "params": self.params, "cache_hit": False,
-                          "ctx_changes": {"wrote": {}, "metrics": {}}}
 
 
 class _StepPlan:
@@ -492,12 +488,9 @@ def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
                 metrics.add(key, value)
         else:
             data = out
-        if hit or len(values) > n_keys or len(log) > n_metrics:
-            records.append({"step": name, "params": planned.params, "cache_hit": hit, "ctx_changes": {
-                "wrote": _wrote(values, n_keys) if len(values) > n_keys else {},
-                "metrics": _logged(log, n_metrics) if len(log) > n_metrics else {}}})
-        else:
-            records.append(planned.unchanged)
+        records.append({"step": name, "params": planned.params, "cache_hit": hit, "ctx_changes": {
+            "wrote": _wrote(values, n_keys) if len(values) > n_keys else {},
+            "metrics": _logged(log, n_metrics) if len(log) > n_metrics else {}}})
         for hook in plan.after:
             hook(experiment, step, data, ctx)
     return data

@@ -212,3 +212,12 @@ def test_run_definition_pickles_and_rebuilds_its_step_plan() -> None:
     assert copy.step_plan.after == (copy.plugins[0].after_step,)
     ctx = FrozenContext({})
     assert copy.pipeline._run_plan(copy.step_plan, [1], ctx, None)[0] == [2]
+
+
+def test_provenance_records_of_replicates_are_independent(tmp_path: Any) -> None:
+    exp = Experiment(numbers(), [scale(factor=2), note()], [ArtifactPlugin(root_dir=tmp_path)], name="own",
+                     replicates=2)
+    changes = exp.run().provenance["ctx_changes"]["baseline"]
+    changes[0][0]["ctx_changes"]["wrote"]["flag"] = True  # a user annotating replicate 0 only
+    assert changes[1][0] == {"step": "ScaleStep", "params": {"factor": 2}, "cache_hit": False,
+                             "ctx_changes": {"wrote": {}, "metrics": {}}}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -230,6 +231,16 @@ def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, Conditio
                 yield Job(ref, name, r, seed, run.inputs.artifacts)
 
 
+class _GcSettings:
+    """Shared by overlapping runs (threads): the first run in changes the collector's
+    settings, the last one out restores them."""
+
+    lock = threading.Lock()
+    depth = 0
+    saved: tuple[int, ...] = ()
+    froze = False
+
+
 @contextmanager
 def _fewer_young_collections(threshold: int = 10_000) -> Iterator[None]:
     """Make the cyclic GC cheaper while results accumulate.
@@ -239,18 +250,28 @@ def _fewer_young_collections(threshold: int = 10_000) -> Iterator[None]:
     every few replicates, and the older generations' collections keep walking every
     object the process already had (modules, numpy, the user's data). So the threshold
     is raised and the objects that existed before the run are frozen (``gc.freeze``:
-    left out of collections until the run ends, when they are unfrozen). Cyclic garbage
-    made during the run is still collected, in larger batches; both settings are
-    restored afterwards.
+    left out of collections until the run ends) -- unless the process already froze
+    objects of its own, which stay as they are. Cyclic garbage made during the run is
+    still collected, in larger batches. Overlapping runs share one change; the last to
+    finish restores the previous settings.
     """
-    old = gc.get_threshold()
-    gc.set_threshold(max(old[0], threshold), *old[1:])
-    gc.freeze()
+    with _GcSettings.lock:
+        if _GcSettings.depth == 0:
+            _GcSettings.saved = gc.get_threshold()
+            _GcSettings.froze = gc.get_freeze_count() == 0
+            gc.set_threshold(max(_GcSettings.saved[0], threshold), *_GcSettings.saved[1:])
+            if _GcSettings.froze:
+                gc.freeze()
+        _GcSettings.depth += 1
     try:
         yield
     finally:
-        gc.unfreeze()
-        gc.set_threshold(*old)
+        with _GcSettings.lock:
+            _GcSettings.depth -= 1
+            if _GcSettings.depth == 0:
+                if _GcSettings.froze:
+                    gc.unfreeze()
+                gc.set_threshold(*_GcSettings.saved)
 
 
 def _dispatch(backend: Backend, jobs: Iterable[Job], collector: Collector) -> None:
