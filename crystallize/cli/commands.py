@@ -49,8 +49,8 @@ def _report_reuse(console: Console, outcomes: dict[str, Any]) -> None:
 
     for name, outcome in outcomes.items():
         blocked = [n for n, p in outcome.plans.items() if p.status.state is NodeState.BLOCKED]
-        reused = [n for n, p in outcome.plans.items() if not p.run and n not in blocked]
-        ran = {n: p.status.reasons[0] for n, p in outcome.plans.items() if p.run and p.status.reasons}
+        reused = [n for n, p in outcome.plans.items() if not p.executes and n not in blocked]
+        ran = {n: p.status.reasons[0] for n, p in outcome.plans.items() if p.executes and p.status.reasons}
         parts = [f"reused {', '.join(reused)}"] if reused else []
         parts += [f"ran {n} ({_why(r)})" for n, r in ran.items()]
         parts += [f"[magenta]blocked {', '.join(blocked)}[/] (an upstream condition failed)"] if blocked else []

@@ -145,6 +145,12 @@ class Collector:
         if run.done:
             self._finish(result.condition, run)
 
+    def finish_idle(self) -> None:
+        """Finalise the conditions that wait for no job (their replicates are all stored)."""
+        for name, run in self.runs.items():
+            if not run.plan.run:
+                self._finish(name, run)
+
     @property
     def finished(self) -> bool:
         """Every condition has all the results it waits for."""

@@ -64,7 +64,7 @@ class ExperimentOutcome:
 
     @property
     def ran(self) -> tuple[str, ...]:
-        return tuple(n for n, p in self.plans.items() if p.run)
+        return tuple(n for n, p in self.plans.items() if p.executes)
 
 
 def run_experiment(experiment: Experiment, *, treatments: Sequence[Treatment] | None = None,
@@ -100,7 +100,7 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
     cache = FileHashCache(settings.store.root / ".file-hashes.json")
     plans = plan_conditions(experiment, settings, inputs, cache, force=force, memo=memo)
     cache.save()
-    if not any(p.run for p in plans.values()):
+    if not any(p.executes for p in plans.values()):
         return assemble(experiment, settings, plans, inputs, {}, None)
     return _execute(experiment, settings, plans, inputs, backend, on_event)
 
@@ -146,7 +146,7 @@ def _prepare_unversioned(settings: RunSettings, plans: Mapping[str, ConditionPla
         if name not in plans:
             writer.clear_condition(name)
     for name, plan in plans.items():
-        if not plan.run:
+        if not plan.executes:
             continue
         if plan.reuse is not None and plan.reuse.version == 0:
             settings.store.marker(0, name).unlink(missing_ok=True)
@@ -158,7 +158,7 @@ def _condition_runs(settings: RunSettings, plans: Mapping[str, ConditionPlan],
                     inputs: Mapping[str, ConditionInputs]) -> dict[str, ConditionRun]:
     runs = {}
     for name, plan in plans.items():
-        if not plan.run:
+        if not plan.executes:
             continue
         kept = {r: s for r, s in plan.reuse.ok.items() if r < settings.replicates and r not in plan.run} \
             if plan.reuse is not None else {}
@@ -290,18 +290,32 @@ def _dispatch(backend: Backend, jobs: Iterable[Job], collector: Collector) -> No
                 continue
             pending.add(future)
             if len(pending) >= window:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    collector.add(f.result())
+                pending = _collect_some(pending, collector)
     except KeyboardInterrupt:
         logger.warning("interrupted: letting %d running replicates finish, then stopping", len(pending))
         for f in pending:
             f.cancel()
         raise
     finally:
-        for f in pending:
-            if not f.cancelled():
-                collector.add(f.result())
+        pending = {f for f in pending if not f.cancelled()}
+        while pending:
+            pending = _collect_some(pending, collector)
+
+
+def _collect_some(pending: set[Future[JobResult]], collector: Collector) -> set[Future[JobResult]]:
+    """Wait for at least one result and persist it; returns the futures still pending.
+
+    While waiting, buffered journal entries are flushed once they are due, so a
+    replicate that finished long before a crash is never lost with the buffer.
+    """
+    while True:
+        done, pending = wait(pending, timeout=collector.writer.flush_due_in(), return_when=FIRST_COMPLETED)
+        if done:
+            break
+        collector.writer.flush()
+    for f in done:
+        collector.add(f.result())
+    return pending
 
 
 def _custom_loop(experiment: Experiment, plugin: Any, jobs: Sequence[Job], collector: Collector) -> None:
@@ -370,7 +384,7 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         plugin.before_run(experiment)
     logger.info("Experiment %s: %d replicates, %d treatments, %d hypotheses (seed=%d); running %s", settings.name,
                 settings.replicates, len(settings.conditions) - 1, len(settings.hypotheses), settings.master_seed,
-                ", ".join(n for n, p in plans.items() if p.run))
+                ", ".join(n for n, p in plans.items() if p.executes))
     setup_ctx = _setup_context(experiment, settings)
     for step in experiment.pipeline.steps:
         step.setup(setup_ctx)
@@ -399,9 +413,10 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         _warn_shadowed_treatment_keys(experiment, settings)
         jobs = _jobs(ref, settings, runs)
         if on_event:
-            reused = tuple(n for n, p in plans.items() if not p.run)
+            reused = tuple(n for n, p in plans.items() if not p.executes)
             total = sum(len(run.plan.run) for run in runs.values())
             on_event(RunStarted(settings.name, version, total, tuple(runs), reused))
+        collector.finish_idle()  # conditions with nothing to execute, only stored replicates to record
         try:
             if custom is not None:
                 _custom_loop(experiment, custom, list(jobs), collector)

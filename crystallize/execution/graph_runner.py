@@ -46,7 +46,7 @@ class GraphOutcome:
 
 def _finished(name: str, outcome: ExperimentOutcome) -> NodeFinished:
     conds = outcome.record.conditions
-    return NodeFinished(name, outcome.version, outcome.ran, tuple(n for n, p in outcome.plans.items() if not p.run),
+    return NodeFinished(name, outcome.version, outcome.ran, tuple(n for n, p in outcome.plans.items() if not p.executes),
                         tuple(n for n, c in conds.items() if c.outcome is ConditionOutcome.FAILED),
                         tuple(n for n, c in conds.items() if c.outcome is ConditionOutcome.BLOCKED))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 from collections.abc import Mapping, Sequence
@@ -48,9 +49,8 @@ def _records(settings: RunSettings, plans: Mapping[str, ConditionPlan], runs: Ma
     for name, plan in plans.items():
         if name in runs and version is not None:
             rec = runs[name].record(version)
-            if not final:
-                rec = ConditionRecord(version, ConditionOutcome.INCOMPLETE, rec.replicates, upstream=rec.upstream,
-                                      fingerprint=rec.fingerprint, inputs=rec.inputs)
+            if not final:  # kept replicates keep their data, so a crash now cannot lose them
+                rec = dataclasses.replace(rec, outcome=ConditionOutcome.INCOMPLETE)
             out[name] = rec
         elif plan.reuse is not None:
             out[name] = plan.reuse.record

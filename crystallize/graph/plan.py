@@ -74,6 +74,9 @@ class ConditionPlan:
         Fingerprint parts now (empty when the condition is not reusable).
     fingerprint : str or None
         Fingerprint now; ``None`` when some value has no canonical encoding.
+    finalize : bool
+        Nothing to execute, but the stored replicates (all recovered from the journal of
+        an interrupted run) still need their ``results.json``, marker and record.
     """
 
     status: ConditionStatus
@@ -81,10 +84,16 @@ class ConditionPlan:
     reuse: StoredCondition | None = None
     parts: dict[str, str] = field(default_factory=dict)
     fingerprint: str | None = None
+    finalize: bool = False
 
     @property
     def name(self) -> str:
         return self.status.condition
+
+    @property
+    def executes(self) -> bool:
+        """The run writes this condition: replicates to execute, or stored ones to finalise."""
+        return bool(self.run) or self.finalize
 
 
 def _status(name: str, state: NodeState, reasons: tuple[StaleReason, ...] = (), missing: tuple[int, ...] = (),
@@ -137,6 +146,10 @@ def _missing(name: str, stored: StoredCondition, replicates: int) -> tuple[Condi
     """Every part matches: decide between FRESH, FAILED, REPLICATES_CHANGED and INCOMPLETE."""
     version, record = stored.version, stored.record
     missing = stored.missing(replicates)
+    if not missing and record.outcome is not ConditionOutcome.COMPLETE:  # see ConditionPlan.finalize
+        reason = StaleReason(StaleKind.INCOMPLETE, f"every replicate finished in v{version}, but the run stopped "
+                             "before recording them; a resume records them without running anything")
+        return _status(name, NodeState.INCOMPLETE, (reason,), (), version), ()
     if not missing:
         return _status(name, NodeState.FRESH, version=version), ()
     if record.outcome is ConditionOutcome.FAILED:
@@ -225,7 +238,8 @@ def plan_conditions(experiment: Experiment, settings: RunSettings, inputs: Mappi
         stored = stored_condition(settings.store, name, record) if record is not None else None
         status, run, reuse = _decide(name, stored, parts, inputs[name], settings.replicates,
                                      bool(stored_names - {name}))
-        plans[name] = ConditionPlan(status, run, reuse, parts, fingerprint)
+        finalize = not run and status.state is NodeState.INCOMPLETE
+        plans[name] = ConditionPlan(status, run, reuse, parts, fingerprint, finalize)
     return plans
 
 

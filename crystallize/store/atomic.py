@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fsync_dir", "json_default", "move_into_place", "write_bytes", "write_json"]
+__all__ = ["fsync_dir", "json_default", "json_text", "move_into_place", "write_bytes", "write_json"]
+
+logger = logging.getLogger(__name__)
 
 
 _TEMP_COUNTER = itertools.count()  # next() is atomic under the GIL, so threads never share a name
@@ -73,10 +76,43 @@ def json_default(value: Any) -> Any:
     return repr(value)
 
 
+_COMPACT = json.JSONEncoder(allow_nan=True, default=json_default)  # one encoder: building one per call costs ~1 us
+
+
+def _plain(value: Any, path: tuple[int, ...] = ()) -> Any:
+    """``value`` with what JSON cannot hold made plain: non-scalar mapping keys become their
+    ``repr``, a container that contains itself becomes its ``repr``."""
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in path:
+            return repr(value)
+        inner = (*path, id(value))
+        if isinstance(value, dict):
+            return {k if k is None or isinstance(k, (str, int, float, bool)) else repr(k): _plain(v, inner)
+                    for k, v in value.items()}
+        return [_plain(v, inner) for v in value]
+    return value
+
+
+def json_text(obj: Any, where: os.PathLike[str] | str, *, indent: int | None = None) -> str:
+    """``obj`` as JSON text (see :func:`json_default`); never fails on a metric value.
+
+    A mapping with keys JSON has no form for (tuples, objects) or a container that holds
+    itself cannot be written as is: it is written with those parts as text instead, and a
+    warning names ``where``, so a finished run's results are never lost to one odd value.
+    """
+    try:
+        if indent is None:
+            return _COMPACT.encode(obj)
+        return json.dumps(obj, indent=indent, allow_nan=True, default=json_default)
+    except (TypeError, ValueError) as exc:
+        logger.warning("%s: a value JSON cannot hold as is (%s) was written with its keys or cycles as text",
+                       os.fspath(where), exc)
+        return json.dumps(_plain(obj), indent=indent, allow_nan=True, default=json_default)
+
+
 def write_json(path: Path, obj: Any, *, durable: bool = False, indent: int | None = 2) -> None:
-    """Atomically write ``obj`` as JSON (keys kept in insertion order; see :func:`json_default`)."""
-    text = json.dumps(obj, indent=indent, allow_nan=True, default=json_default)
-    write_bytes(path, text.encode("utf-8"), durable=durable)
+    """Atomically write ``obj`` as JSON (keys kept in insertion order; see :func:`json_text`)."""
+    write_bytes(path, json_text(obj, path, indent=indent).encode("utf-8"), durable=durable)
 
 
 def move_into_place(src: Path, dst: Path, *, durable: bool = False) -> None:

@@ -79,7 +79,8 @@ def _from_journal(store: ExperimentStore, record: ConditionRecord, name: str) ->
 
 
 def stored_condition(store: ExperimentStore, name: str, record: ConditionRecord) -> StoredCondition:
-    """Successful replicates of a stored condition; incomplete ones are recovered from the journal.
+    """Successful replicates of a stored condition; incomplete ones are recovered from the
+    replicates their run record kept and from their journal.
 
     A complete condition whose marker or ``results.json`` is gone (pruned by retention, or
     deleted by hand) keeps no replicates, so it reads INCOMPLETE and reruns, never FRESH.
@@ -91,6 +92,6 @@ def stored_condition(store: ExperimentStore, name: str, record: ConditionRecord)
         return StoredCondition(record, _from_record(store, record, name))
     if record.outcome is ConditionOutcome.FAILED:
         return StoredCondition(record, _from_record(store, record, name))
-    if record.outcome is ConditionOutcome.INCOMPLETE:
-        return StoredCondition(record, _from_journal(store, record, name))
+    if record.outcome is ConditionOutcome.INCOMPLETE:  # kept replicates in the record, new ones in the journal
+        return StoredCondition(record, {**_from_record(store, record, name), **_from_journal(store, record, name)})
     return StoredCondition(record)

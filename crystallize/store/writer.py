@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crystallize.store.atomic import json_default, move_into_place, write_bytes, write_json
+from crystallize.store.atomic import json_text, move_into_place, write_bytes, write_json
 from crystallize.store.layout import ExperimentStore
 
 if TYPE_CHECKING:
@@ -31,6 +31,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _torn(path: Path) -> bool:
+    """The file exists and does not end with a newline (its last line was cut short)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
+
+
 class VersionWriter:
     """Persists job outputs into ``<store>/v<version>``.
 
@@ -45,6 +58,7 @@ class VersionWriter:
         self._journal: dict[str, list[Mapping[str, Any]]] = {}
         self._last_flush = time.monotonic()
         self._flushed = False  # any journal line on disk yet?
+        self._appended: set[str] = set()  # conditions whose journal this writer appended to
 
     def persist_artifacts(self, condition: str, replicate: int,
                           records: Iterable[ArtifactRecord]) -> dict[str, tuple[str, str]]:
@@ -74,6 +88,12 @@ class VersionWriter:
         if time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
             self.flush()
 
+    def flush_due_in(self) -> float | None:
+        """Seconds until buffered entries are due on disk (0 when overdue); ``None`` when none wait."""
+        if not any(self._journal.values()):
+            return None
+        return max(0.0, self._last_flush + _JOURNAL_SECONDS - time.monotonic())
+
     def flush(self, *, final: bool = False) -> None:
         """Append buffered entries to each condition's ``.journal.jsonl``: one line per batch,
         a JSON array of entries (one encoder call per batch, not per replicate).
@@ -88,12 +108,14 @@ class VersionWriter:
             self._journal.clear()
             return
         self._flushed = True
-        encode = json.JSONEncoder(default=json_default).encode
         for condition, entries in self._journal.items():
             if not entries:
                 continue
             path = self.store.journal(self.version, condition)
-            text = encode(entries) + "\n"
+            text = json_text(entries, path) + "\n"
+            if condition not in self._appended and _torn(path):
+                text = "\n" + text  # a killed run left half a line: start ours on a line of its own
+            self._appended.add(condition)
             try:
                 fh = open(path, "a", encoding="utf-8")
             except FileNotFoundError:
@@ -142,12 +164,12 @@ class VersionWriter:
         """
         data = record.to_json()
         conditions = data.pop("conditions")
-        dump = json.JSONEncoder(default=json_default).encode
+        path = self.store.run_json(self.version)
+        dump = lambda value: json_text(value, path)  # noqa: E731
         lines = [f"  {dump(k)}: {dump(v)}" for k, v in data.items()]
         body = ",\n".join(f"    {dump(k)}: {dump(v)}" for k, v in conditions.items())
         lines.append(f'  "conditions": {{\n{body}\n  }}')
         text = "{\n" + ",\n".join(lines) + "\n}\n"
-        path = self.store.run_json(self.version)
         if replace or self.durable:
             write_bytes(path, text.encode("utf-8"), durable=self.durable)
         else:
