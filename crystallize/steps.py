@@ -136,9 +136,16 @@ def _resolve(sig: _Signature, explicit: Mapping[str, Any], ctx: FrozenContext, o
         if isinstance(value, ResourceFactoryWrapper):
             value = value(ctx)
         kwargs[name] = value
-    if sig.takes_ctx:
+    if sig.takes_ctx and not sig.ctx_second:  # a second positional ctx is passed by position (it may be /-only)
         kwargs["ctx"] = ctx
     return kwargs
+
+
+def _call(fn: Callable[..., Any], sig: _Signature, data: Any, ctx: FrozenContext, kwargs: dict[str, Any]) -> Any:
+    """Call a step function with ``kwargs`` from :func:`_resolve`."""
+    if sig.ctx_second:
+        return fn(data, ctx, **kwargs)
+    return fn(data, **kwargs) if sig.data_param else fn(**kwargs)
 
 
 def inject_from_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -156,8 +163,7 @@ def inject_from_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
     sig = _Signature.of(fn)
 
     def wrapper(data: Any, ctx: FrozenContext, **explicit: Any) -> Any:
-        kwargs = _resolve(sig, explicit, ctx, fn.__name__)
-        return fn(data, **kwargs) if sig.data_param else fn(**kwargs)
+        return _call(fn, sig, data, ctx, _resolve(sig, explicit, ctx, fn.__name__))
 
     wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     wrapper.__name__ = fn.__name__
@@ -227,8 +233,7 @@ class _FunctionStep(PipelineStep):
         return dict(self._explicit)
 
     def __call__(self, data: Any, ctx: FrozenContext) -> Any:
-        kwargs = _resolve(self._sig, self._explicit, ctx, self.name)
-        return self.fn(data, **kwargs) if self._sig.data_param else self.fn(**kwargs)
+        return _call(self.fn, self._sig, data, ctx, _resolve(self._sig, self._explicit, ctx, self.name))
 
     def code_target(self) -> Callable[..., Any]:
         return self.fn
@@ -439,12 +444,15 @@ def _direct_call(step: PipelineStep) -> Callable[[Any, FrozenContext], Any]:
     fn, sig, name = step.fn, step._sig, step.name  # type: ignore[attr-defined]
     explicit = step._explicit  # type: ignore[attr-defined]
     if not all(n in explicit and not isinstance(explicit[n], ResourceFactoryWrapper) for n in sig.names):
-        if sig.data_param:  # some parameter comes from the context: resolved per call
+        if sig.ctx_second:  # some parameter comes from the context: resolved per call
+            return lambda data, ctx: fn(data, ctx, **_resolve(sig, explicit, ctx, name))
+        if sig.data_param:
             return lambda data, ctx: fn(data, **_resolve(sig, explicit, ctx, name))
         return lambda data, ctx: fn(**_resolve(sig, explicit, ctx, name))
     fixed = {n: explicit[n] for n in sig.names}
-    if not fixed and sig.ctx_second:
-        return fn  # the common ``def step(data, ctx)``: no wrapper at all
+    if sig.ctx_second:
+        # the common ``def step(data, ctx)`` needs no wrapper at all
+        return fn if not fixed else lambda data, ctx: fn(data, ctx, **fixed)
     if sig.takes_ctx:
         if sig.data_param:
             return lambda data, ctx: fn(data, ctx=ctx, **fixed)

@@ -221,3 +221,23 @@ def test_provenance_records_of_replicates_are_independent(tmp_path: Any) -> None
     changes[0][0]["ctx_changes"]["wrote"]["flag"] = True  # a user annotating replicate 0 only
     assert changes[1][0] == {"step": "ScaleStep", "params": {"factor": 2}, "cache_hit": False,
                              "ctx_changes": {"wrote": {}, "metrics": {}}}
+
+
+def _posonly(data, ctx, /, *, bump=0):  # type: ignore[no-untyped-def]
+    return data, {"x": data + ctx["base"] + bump}
+
+
+def test_a_positional_only_ctx_works_on_every_path(tmp_path: Any) -> None:
+    plain, cached = pipeline_step()(_posonly), pipeline_step(cacheable=True)(_posonly)
+    ctx = FrozenContext({"base": 2, "bump": 1})
+    assert plain()(1, ctx) == (1, {"x": 4}) and _direct_call(plain())(1, ctx) == (1, {"x": 4})
+    assert _direct_call(plain(bump=5))(1, ctx) == (1, {"x": 8})
+    for index, step in enumerate((plain(), cached())):
+        exp = Experiment(single(), [step], [ArtifactPlugin(root_dir=tmp_path)], name=f"posonly{index}",
+                         initial_ctx={"base": 10})
+        assert exp.run().metrics.baseline.metrics == {"x": [11]}
+
+
+@data_source
+def single(ctx: Any) -> int:
+    return 1
