@@ -65,6 +65,12 @@ class FrozenMetrics:
         """A copy as plain lists (what results store)."""
         return {k: list(v) for k, v in self._values.items()}
 
+    def take(self) -> dict[str, list[Any]]:
+        """Hand the metric lists over without copying; this object is left empty (the job
+        runner calls it once a replicate is done, so results own their lists)."""
+        values, self._values = self._values, {}
+        return values
+
     def tags(self) -> dict[str, list[dict[str, Any]]] | None:
         """A copy of the tag lists of metrics that carry any tag (``None`` if none do)."""
         tagged = {k: [dict(t) for t in v] for k, v in self._tags.items() if any(v)}

@@ -116,6 +116,7 @@ class Collector:
     def __init__(self, experiment: str, writer: VersionWriter, runs: dict[str, ConditionRun],
                  on_event: EventSink | None) -> None:
         self.experiment, self.writer, self.runs, self.on_event = experiment, writer, runs, on_event
+        writer.describe = self._journal_entry  # the journal buffers replicate numbers, not entries
 
     def carry_over(self, store: ExperimentStore) -> None:
         """Bring kept replicates' artifacts from an older version into this one."""
@@ -137,13 +138,18 @@ class Collector:
         if error is None:
             run.written[result.replicate] = written
         run.results[result.replicate] = result
-        self.writer.journal(result.condition, {
-            "replicate": result.replicate, "seed": result.seed, "metrics": result.metrics, "tags": result.tags,
-            "artifacts": written, "error": error.to_json() if error is not None else None})
+        self.writer.journal(result.condition, result.replicate)
         if self.on_event:
             self.on_event(ReplicateFinished(self.experiment, result.condition, result.replicate, result.ok))
         if run.done:
             self._finish(result.condition, run)
+
+    def _journal_entry(self, condition: str, replicate: int) -> dict[str, Any]:
+        run = self.runs[condition]
+        result = run.results[replicate]
+        return {"replicate": replicate, "seed": result.seed, "metrics": result.metrics, "tags": result.tags,
+                "artifacts": run.written.get(replicate, _NO_FILES),
+                "error": result.error.to_json() if result.error is not None else None}
 
     def finish_idle(self) -> None:
         """Finalise the conditions that wait for no job (their replicates are all stored)."""

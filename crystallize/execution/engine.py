@@ -242,14 +242,15 @@ class _GcSettings:
 
 
 @contextmanager
-def _fewer_young_collections(threshold: int = 10_000) -> Iterator[None]:
+def _fewer_young_collections(threshold: int = 50_000) -> Iterator[None]:
     """Make the cyclic GC cheaper while results accumulate.
 
     Each replicate allocates a few dozen small, long-lived objects (metrics, records);
     with CPython's default generation-0 threshold (700) that triggers a young collection
-    every few replicates, and the older generations' collections keep walking every
-    object the process already had (modules, numpy, the user's data). So the threshold
-    is raised and the objects that existed before the run are frozen (``gc.freeze``:
+    every few replicates that finds nothing to free, and the older generations'
+    collections keep walking every object the process already had (modules, numpy, the
+    user's data). So the threshold is raised to 50,000 (a young collection every few
+    thousand replicates) and the objects that existed before the run are frozen (``gc.freeze``:
     left out of collections until the run ends) -- unless the process already froze
     objects of its own, which stay as they are. Cyclic garbage made during the run is
     still collected, in larger batches. Overlapping runs share one change; the last to

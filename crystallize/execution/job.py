@@ -185,8 +185,8 @@ def run_job(job: Job) -> JobResult:
     except (Exception, SystemExit) as exc:  # boundary: a user failure (even sys.exit) becomes data
         return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
     artifacts = tuple(ctx._artifacts.drain()) if ctx._artifacts is not None else ()
-    return JobResult(job.condition, job.replicate, job.seed, ctx.metrics.lists(), ctx.metrics.tags(),
-                     artifacts, None, tuple(records))
+    tags = ctx.metrics.tags()
+    return JobResult(job.condition, job.replicate, job.seed, ctx.metrics.take(), tags, artifacts, None, tuple(records))
 
 
 def run_jobs(jobs: Sequence[Job]) -> list[JobResult]:

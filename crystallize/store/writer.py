@@ -6,7 +6,7 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +55,9 @@ class VersionWriter:
     def __init__(self, store: ExperimentStore, version: int, *, durable: bool = False) -> None:
         self.store, self.version, self.durable = store, version, durable
         self.manifest: dict[str, str] = {}
-        self._journal: dict[str, list[Mapping[str, Any]]] = {}
+        # builds a journal entry from what journal() was given, when it is flushed (see journal())
+        self.describe: Callable[[str, Any], Mapping[str, Any]] | None = None
+        self._journal: dict[str, list[Any]] = {}
         self._last_flush = time.monotonic()
         self._flushed = False  # any journal line on disk yet?
         self._appended: set[str] = set()  # conditions whose journal this writer appended to
@@ -78,10 +80,12 @@ class VersionWriter:
             written[rec.name] = (step, sha)
         return written
 
-    def journal(self, condition: str, entry: Mapping[str, Any]) -> None:
+    def journal(self, condition: str, entry: Any) -> None:
         """Buffer one replicate's outcome; flushed once a second at most (append-only file).
 
-        ``entry`` must not change afterwards: it is encoded when flushed.
+        ``entry`` is the JSON-ready mapping, or, when :attr:`describe` is set, what
+        ``describe(condition, entry)`` turns into one at flush time (so a run that never
+        flushes builds no entries). Either must not change before it is flushed.
         """
         entries = self._journal.setdefault(condition, [])
         entries.append(entry)
@@ -112,6 +116,8 @@ class VersionWriter:
             if not entries:
                 continue
             path = self.store.journal(self.version, condition)
+            if self.describe is not None:
+                entries = [self.describe(condition, e) for e in entries]
             text = json_text(entries, path) + "\n"
             if condition not in self._appended and _torn(path):
                 text = "\n" + text  # a killed run left half a line: start ours on a line of its own
@@ -123,7 +129,7 @@ class VersionWriter:
                 fh = open(path, "a", encoding="utf-8")
             with fh:
                 fh.write(text)
-            entries.clear()
+            self._journal[condition] = []
         self._last_flush = time.monotonic()
 
     def write_results(self, condition: str, metrics: Mapping[str, list[Any]]) -> None:

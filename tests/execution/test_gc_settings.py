@@ -40,7 +40,7 @@ def test_overlapping_runs_restore_the_collector_settings(tmp_path: Path) -> None
         t.start()
     for t in threads:
         t.join()
-    assert [t[0] for t in during] == [max(before[0], 10_000)] * 2
+    assert [t[0] for t in during] == [max(before[0], 50_000)] * 2
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
 
