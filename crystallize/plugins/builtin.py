@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -25,11 +26,15 @@ logger = logging.getLogger("crystallize")
 def default_seed_function(seed: int) -> None:
     """Seed ``random`` and ``numpy.random`` (global state; prefer an ``rng`` parameter)."""
     random.seed(seed)
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        return
-    np.random.seed(seed % (2**32 - 1))
+    _numpy_seed()(seed % (2**32 - 1))
+
+
+@functools.cache
+def _numpy_seed() -> Callable[[int], None]:
+    """``numpy.random.seed``, imported on first use (numpy is not imported with crystallize)."""
+    import numpy as np
+
+    return np.random.seed
 
 
 def replicate_seed(master: int, replicate: int, *, auto_seed: bool = True) -> int:
