@@ -6,7 +6,7 @@ import abc
 import asyncio
 import inspect
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,7 +352,7 @@ class Pipeline:
                 hint = " (did you forget to call the step factory?)" if callable(step) else ""
                 raise TypeError(f"pipeline step {i} is {step!r}, not a PipelineStep{hint}")
         self.steps = steps
-        self._provenance: list[dict[str, Any]] = []
+        self._provenance: list[StepRecord] = []
 
     def signature(self) -> str:
         """Stable text identity: step class names and explicit parameters.
@@ -368,8 +368,8 @@ class Pipeline:
                         for s in self.steps)
 
     def get_provenance(self) -> list[dict[str, Any]]:
-        """Step records of the last :meth:`run` of this pipeline object."""
-        return list(self._provenance)
+        """Step records of the last :meth:`run` of this pipeline object (see :func:`expand_records`)."""
+        return expand_records(self.steps, self._provenance)
 
     def run(self, data: Any, ctx: FrozenContext, *, experiment: Any = None, plugins: Sequence[Any] = (),
             return_provenance: bool = False, **_ignored: Any) -> Any:
@@ -382,16 +382,17 @@ class Pipeline:
         """
         plan = _StepPlan(self.steps, [p.before_step for p in plugins], [p.after_step for p in plugins])
         data, records = self._run_plan(plan, data, ctx, experiment)
-        return (data, records) if return_provenance else data
+        return (data, expand_records(self.steps, records)) if return_provenance else data
 
     async def arun(self, data: Any, ctx: FrozenContext, **kwargs: Any) -> Any:
         """Async form of :meth:`run` (steps run in a worker thread)."""
         return await asyncio.to_thread(self.run, data, ctx, **kwargs)
 
     def _run_plan(self, plan: _StepPlan, data: Any, ctx: FrozenContext,
-                  experiment: Any) -> tuple[Any, list[dict[str, Any]]]:
-        """:meth:`run` with the per-run decisions already taken (the job runner reuses one plan)."""
-        records: list[dict[str, Any]] = []
+                  experiment: Any) -> tuple[Any, list[StepRecord]]:
+        """:meth:`run` with the per-run decisions already taken (the job runner reuses one plan);
+        the step records come back compact (see :data:`StepRecord`)."""
+        records: list[StepRecord] = []
         token = _CURRENT.set(ctx)
         try:
             data = _run_steps(plan, data, ctx, experiment, records)
@@ -404,14 +405,13 @@ class Pipeline:
 class _PlannedStep:
     """One step with what running it needs resolved once per run."""
 
-    __slots__ = ("step", "name", "call", "cacheable", "params")
+    __slots__ = ("step", "name", "call", "cacheable", "index", "quiet")
 
-    def __init__(self, step: PipelineStep) -> None:
-        self.step, self.name, self.cacheable = step, step.name, step.cacheable
+    def __init__(self, step: PipelineStep, index: int) -> None:
+        self.step, self.name, self.cacheable, self.index = step, step.name, step.cacheable, index
         call = _direct_call(step)
         self.call = _awaiting(call) if getattr(step, "_maybe_async", True) else call
-        self.params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
-                       for k, v in step.params.items()}  # provenance form
+        self.quiet: StepRecord = (index, False, None, None)  # a run that changed nothing (immutable, shared)
 
 
 class _StepPlan:
@@ -430,7 +430,7 @@ class _StepPlan:
     def __init__(self, steps: Sequence[PipelineStep], before: Sequence[Callable[..., Any]] = (),
                  after: Sequence[Callable[..., Any]] = ()) -> None:
         self.steps, self.before, self.after = tuple(steps), tuple(before), tuple(after)
-        self.planned = tuple(_PlannedStep(step) for step in self.steps)
+        self.planned = tuple(_PlannedStep(step, index) for index, step in enumerate(self.steps))
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_StepPlan, (self.steps, self.before, self.after))  # the fast calls are rebuilt, not pickled
@@ -472,7 +472,7 @@ def _awaiting(call: Callable[[Any, FrozenContext], Any]) -> Callable[[Any, Froze
 
 
 def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
-               records: list[dict[str, Any]]) -> Any:
+               records: list[StepRecord]) -> Any:
     values, metrics = ctx._data, ctx.metrics
     log = metrics.log
     for planned in plan.planned:
@@ -496,9 +496,11 @@ def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
                 metrics.add(key, value)
         else:
             data = out
-        records.append({"step": name, "params": planned.params, "cache_hit": hit, "ctx_changes": {
-            "wrote": _wrote(values, n_keys) if len(values) > n_keys else {},
-            "metrics": _logged(log, n_metrics) if len(log) > n_metrics else {}}})
+        if hit or len(values) > n_keys or len(log) > n_metrics:
+            records.append((planned.index, hit, _wrote(values, n_keys) if len(values) > n_keys else None,
+                            _logged(log, n_metrics) if len(log) > n_metrics else None))
+        else:
+            records.append(planned.quiet)
         for hook in plan.after:
             hook(experiment, step, data, ctx)
     return data
@@ -515,6 +517,38 @@ def _invoke(step: PipelineStep, data: Any, ctx: FrozenContext) -> Any:
     out = step(data, ctx)
     if getattr(step, "_maybe_async", True) and inspect.isawaitable(out):
         out = _await(out)
+    return out
+
+
+StepRecord = tuple[int, bool, "dict[str, Any] | None", "dict[str, list[Any]] | None"]
+"""What running one step changed, compactly: ``(step index, cache hit, context keys written,
+metrics logged)``, ``None`` for nothing. Replicates keep these (a tuple of plain values is
+cheap to keep by the thousand); :func:`expand_records` turns them into the records users see."""
+
+
+def expand_records(steps: Sequence[PipelineStep], records: Iterable[StepRecord]) -> list[dict[str, Any]]:
+    """Step records as 0.27 shows them, each a new dict.
+
+    Parameters
+    ----------
+    steps : Sequence[PipelineStep]
+        The pipeline's steps (records refer to them by index).
+    records : Iterable[StepRecord]
+        Compact records of one pipeline run.
+
+    Returns
+    -------
+    list of dict
+        ``{"step": name, "params": {name: plain value or repr}, "cache_hit": bool,
+        "ctx_changes": {"wrote": {key: value}, "metrics": {name: [values]}}}`` per step run.
+    """
+    out = []
+    for index, hit, wrote, metrics in records:
+        step = steps[index]
+        params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in step.params.items()}
+        out.append({"step": step.name, "params": params, "cache_hit": hit, "ctx_changes": {
+            "wrote": dict(wrote) if wrote else {},
+            "metrics": {k: list(v) for k, v in metrics.items()} if metrics else {}}})
     return out
 
 

@@ -241,3 +241,26 @@ def test_a_positional_only_ctx_works_on_every_path(tmp_path: Any) -> None:
 @data_source
 def single(ctx: Any) -> int:
     return 1
+
+
+def test_ctx_changes_read_like_a_dict_and_pickle_as_one(tmp_path: Any) -> None:
+    exp = Experiment(numbers(), [scale(factor=2), note()], [ArtifactPlugin(root_dir=tmp_path)], name="lazy",
+                     replicates=2)
+    changes = exp.run().provenance["ctx_changes"]
+    note_record = {"step": "NoteStep", "params": {}, "cache_hit": False,
+                   "ctx_changes": {"wrote": {"seen_step": "NoteStep"}, "metrics": {"calls": [1], "total": [12]}}}
+    scale_record = {"step": "ScaleStep", "params": {"factor": 2}, "cache_hit": False,
+                    "ctx_changes": {"wrote": {}, "metrics": {}}}
+    expected = {"baseline": {0: [scale_record, note_record], 1: [scale_record, note_record]}}
+    assert changes == expected and dict(changes) == expected and list(changes) == ["baseline"]
+    assert changes["baseline"] is changes["baseline"]  # built once, then kept
+    restored = pickle.loads(pickle.dumps(changes))
+    assert type(restored) is dict and restored == expected
+    assert repr(changes) == repr(expected)
+
+
+def test_pipeline_run_returns_step_records_as_dicts() -> None:
+    ctx = FrozenContext({"replicate": 0, "condition": "baseline"})
+    data, records = Pipeline([scale(factor=3), note()]).run([1], ctx, return_provenance=True)
+    assert data == [3] and [r["step"] for r in records] == ["ScaleStep", "NoteStep"]
+    assert records[1]["ctx_changes"] == {"wrote": {"seen_step": "NoteStep"}, "metrics": {"calls": [1], "total": [3]}}

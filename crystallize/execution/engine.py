@@ -331,7 +331,7 @@ def _custom_loop(experiment: Experiment, plugin: Any, jobs: Sequence[Job], colle
     def replicate_fn(rep: int) -> Any:
         results = [run_job(job) for job in by_rep.get(rep, [])]
         done.extend(results)
-        return replicate_result(results)
+        return replicate_result(results, experiment.pipeline.steps)
 
     original = experiment.replicates
     experiment.replicates = max(by_rep, default=-1) + 1

@@ -19,7 +19,7 @@ from crystallize.datasources.datasource import DataSource
 from crystallize.errors import PipelineExecutionError
 from crystallize.execution.step_cache import CachePlan, planned
 from crystallize.plugins.base import BasePlugin, hook_methods
-from crystallize.steps import Pipeline, _StepPlan
+from crystallize.steps import Pipeline, StepRecord, _StepPlan
 from crystallize.treatments import Treatment
 
 __all__ = ["DefinitionRef", "Job", "JobError", "JobResult", "RunDefinition", "run_job"]
@@ -129,7 +129,7 @@ class JobResult:
     tags: dict[str, list[Any]] | None = None
     artifacts: tuple[ArtifactRecord, ...] = ()
     error: JobError | None = None
-    provenance: tuple[dict[str, Any], ...] = ()
+    provenance: tuple[StepRecord, ...] = ()  # compact; crystallize.steps.expand_records makes the dicts
 
     @property
     def ok(self) -> bool:
