@@ -498,7 +498,7 @@ def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
             data = out
         if hit or len(values) > n_keys or len(log) > n_metrics:
             records.append((planned.index, hit, _wrote(values, n_keys) if len(values) > n_keys else None,
-                            _logged(log, n_metrics) if len(log) > n_metrics else None))
+                            tuple(log[n_metrics:]) if len(log) > n_metrics else None))
         else:
             records.append(planned.quiet)
         for hook in plan.after:
@@ -520,10 +520,11 @@ def _invoke(step: PipelineStep, data: Any, ctx: FrozenContext) -> Any:
     return out
 
 
-StepRecord = tuple[int, bool, "dict[str, Any] | None", "dict[str, list[Any]] | None"]
+StepRecord = tuple[int, bool, "dict[str, Any] | None", "tuple[tuple[str, Any], ...] | None"]
 """What running one step changed, compactly: ``(step index, cache hit, context keys written,
-metrics logged)``, ``None`` for nothing. Replicates keep these (a tuple of plain values is
-cheap to keep by the thousand); :func:`expand_records` turns them into the records users see."""
+(metric, value) pairs logged)``, ``None`` for nothing. Replicates keep these: tuples of plain
+values, which the garbage collector stops tracking, so thousands cost little to keep;
+:func:`expand_records` turns them into the records users see."""
 
 
 def expand_records(steps: Sequence[PipelineStep], records: Iterable[StepRecord]) -> list[dict[str, Any]]:
@@ -548,7 +549,7 @@ def expand_records(steps: Sequence[PipelineStep], records: Iterable[StepRecord])
         params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in step.params.items()}
         out.append({"step": step.name, "params": params, "cache_hit": hit, "ctx_changes": {
             "wrote": dict(wrote) if wrote else {},
-            "metrics": {k: list(v) for k, v in metrics.items()} if metrics else {}}})
+            "metrics": _grouped(metrics) if metrics else {}}})
     return out
 
 
@@ -557,10 +558,10 @@ def _wrote(values: dict[str, Any], n_keys: int) -> dict[str, Any]:
     return {k: values[k] for k in list(values)[n_keys:] if k != "step_name"}
 
 
-def _logged(log: list[tuple[str, Any]], start: int) -> dict[str, list[Any]]:
-    """Metric values recorded since ``log`` had ``start`` entries, grouped by name."""
+def _grouped(pairs: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
+    """``(metric, value)`` pairs grouped by metric, in order."""
     grouped: dict[str, list[Any]] = {}
-    for key, value in log[start:]:
+    for key, value in pairs:
         grouped.setdefault(key, []).append(value)
     return grouped
 
