@@ -38,14 +38,20 @@ class FrozenMetrics:
 
     def __init__(self) -> None:
         self._values: dict[str, list[Any]] = {}
-        self._tags: dict[str, list[dict[str, Any]]] = {}
+        self._tags: dict[str, dict[int, dict[str, Any]]] = {}  # metric -> value index -> tags (tagged ones only)
         self.log: list[tuple[str, Any]] = []  # every (key, value) in order, for per-step provenance
 
     def add(self, key: str, value: Any, tags: Mapping[str, Any] | None = None) -> None:
         """Append ``value`` to metric ``key``; ``tags`` are kept beside the value."""
-        self._values.setdefault(key, []).append(value)
-        self._tags.setdefault(key, []).append(dict(tags) if tags else {})
+        values = self._values.setdefault(key, [])
+        values.append(value)
+        if tags:
+            self._tags.setdefault(key, {})[len(values) - 1] = dict(tags)
         self.log.append((key, value))
+
+    def tags_at(self, key: str, index: int) -> dict[str, Any]:
+        """A copy of the tags of value ``index`` of ``key`` (empty when it has none)."""
+        return dict(self._tags.get(key, {}).get(index, {}))
 
     def __getitem__(self, key: str) -> tuple[Any, ...]:
         return tuple(self._values[key])
@@ -54,8 +60,8 @@ class FrozenMetrics:
         return key in self._values
 
     def get_tags(self, key: str) -> tuple[dict[str, Any], ...]:
-        """Tags recorded with each value of ``key``, in order."""
-        return tuple(self._tags.get(key, ()))
+        """Tags recorded with each value of ``key``, in order (``{}`` for a value without)."""
+        return tuple(self.tags_at(key, i) for i in range(len(self._values.get(key, ()))))
 
     def as_dict(self) -> Mapping[str, tuple[Any, ...]]:
         """Read-only view: metric name -> tuple of values."""
@@ -73,8 +79,9 @@ class FrozenMetrics:
 
     def tags(self) -> dict[str, list[dict[str, Any]]] | None:
         """A copy of the tag lists of metrics that carry any tag (``None`` if none do)."""
-        tagged = {k: [dict(t) for t in v] for k, v in self._tags.items() if any(v)}
-        return tagged or None
+        if not self._tags:
+            return None
+        return {k: [self.tags_at(k, i) for i in range(len(self._values[k]))] for k in self._tags}
 
 
 class FrozenContext:

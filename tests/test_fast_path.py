@@ -264,3 +264,17 @@ def test_pipeline_run_returns_step_records_as_dicts() -> None:
     data, records = Pipeline([scale(factor=3), note()]).run([1], ctx, return_provenance=True)
     assert data == [3] and [r["step"] for r in records] == ["ScaleStep", "NoteStep"]
     assert records[1]["ctx_changes"] == {"wrote": {"seen_step": "NoteStep"}, "metrics": {"calls": [1], "total": [3]}}
+
+
+def test_tags_are_kept_only_for_tagged_values_and_read_back_in_order() -> None:
+    from crystallize.context import FrozenMetrics
+
+    metrics = FrozenMetrics()
+    metrics.add("loss", 1.0)
+    metrics.add("loss", 0.5, {"epoch": 2})
+    metrics.add("acc", 0.9)
+    assert metrics.get_tags("loss") == ({}, {"epoch": 2}) and metrics.get_tags("acc") == ({},)
+    assert metrics.tags() == {"loss": [{}, {"epoch": 2}]}
+    metrics.tags()["loss"][1]["epoch"] = 99  # copies: the stored tags do not change
+    assert metrics.tags_at("loss", 1) == {"epoch": 2}
+    assert FrozenMetrics().tags() is None

@@ -256,7 +256,7 @@ class _Watch:
         for key, value in ctx.metrics.log[self.log:]:
             index = seen.get(key, 0)
             seen[key] = index + 1
-            metrics.append((key, value, dict(ctx.metrics._tags[key][index])))
+            metrics.append((key, value, ctx.metrics.tags_at(key, index)))
         files = []
         for record in list(ctx._artifacts or ())[self.files:]:
             if record.data is None and (record.staged is None or not record.staged.exists()):
