@@ -278,8 +278,9 @@ def pipeline_step(cacheable: bool = False, *, version: str | None = None) -> Cal
 
     Notes
     -----
-    The first positional parameter not named ``ctx`` receives the data; ``ctx`` is
-    optional. Every other parameter is resolved per call: explicit value, then the
+    The first positional parameter receives the data, unless it is named ``ctx``: then
+    the step takes the context and no data (``def step(ctx, data)`` looks ``data`` up in
+    the context). ``ctx`` is optional. Every other parameter is resolved per call: explicit value, then the
     context key of the same name, then ``rng`` (a seeded ``numpy.random.Generator``),
     then the default. Unlike crystallize-ml 0.27, a context-supplied parameter needs no
     default and the data parameter may have any name.
