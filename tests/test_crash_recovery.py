@@ -203,3 +203,34 @@ def test_metric_values_json_cannot_hold_are_stored_as_text(tmp_path: Path, caplo
     assert record["conditions"]["baseline"]["metrics"][0]["loop"] == [["[[...]]"]]
     assert any("run.json" in m and "as text" in m for m in caplog.messages)
     assert build().status().state is NodeState.FRESH
+
+
+def test_an_unversioned_run_plans_under_its_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A concurrent run of the same unversioned store may finish while this one waits for the
+    lock; planning after taking it sees that run's record instead of repeating its work."""
+    import contextlib
+
+    import crystallize.execution.engine as engine
+
+    events: list[str] = []
+    real_settings = engine.resolve_settings
+
+    @contextlib.contextmanager
+    def lock(path: str) -> Any:
+        events.append("lock")
+        yield
+        events.append("unlock")
+
+    def settings(*args: Any, **kwargs: Any) -> Any:
+        events.append("plan")
+        return real_settings(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_experiment_lock", lock)
+    monkeypatch.setattr(engine, "resolve_settings", settings)
+    Experiment(datasource=one(), pipeline=[odd()], name="locked",
+               plugins=[ArtifactPlugin(root_dir=tmp_path, versioned=False)]).run()
+    assert events == ["plan", "lock", "plan", "unlock"]
+    events.clear()
+    Experiment(datasource=one(), pipeline=[odd()], name="free",
+               plugins=[ArtifactPlugin(root_dir=tmp_path, versioned=True)]).run()
+    assert events == ["plan"]  # a versioned run reserves its own folder: no lock

@@ -22,7 +22,7 @@ from crystallize.errors import SerializationError, StoreError
 from crystallize.execution.collect import Collector, ConditionRun
 from crystallize.execution.events import EventSink, RunStarted
 from crystallize.execution.job import DefinitionRef, Job, JobResult, RunDefinition, run_job
-from crystallize.execution.local import SerialBackend
+from crystallize.execution.local import SerialBackend, refuse_while_bootstrapping
 from crystallize.execution.step_cache import cache_plan
 from crystallize.execution.report import assemble
 from crystallize.graph.settings import ConditionInputs, RunSettings, UpstreamRun, resolve_inputs, resolve_settings
@@ -78,6 +78,7 @@ def run_experiment(experiment: Experiment, *, treatments: Sequence[Treatment] | 
 
     ``memo`` shares code fingerprints between the nodes of one graph run.
     """
+    refuse_while_bootstrapping()  # before any lock: a worker importing an unguarded script must not wait on it
     with _fewer_young_collections():
         return _plan_and_run(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
                              strategy=strategy, inherited=inherited, upstream=upstream, backend=backend,
@@ -91,11 +92,26 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
                   store_root: Path | None, versioned: bool | None, graph_seed: int | None, force: bool,
                   on_event: EventSink | None, graph_name: str | None = None,
                   memo: CodeMemo | None = None) -> ExperimentOutcome:
-    from crystallize.fingerprint import FileHashCache
-
-    settings = resolve_settings(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
+    def settings_now() -> RunSettings:
+        return resolve_settings(experiment, treatments=treatments, hypotheses=hypotheses, replicates=replicates,
                                 strategy=strategy, inherited=inherited, store_root=store_root, versioned=versioned,
                                 graph_seed=graph_seed, graph_name=graph_name)
+
+    settings = settings_now()
+    if settings.versioned:  # a new version folder per run: nothing shared to guard
+        return _plan_then_run(experiment, settings, upstream, backend, force, on_event, memo)
+    settings.store.dir.mkdir(parents=True, exist_ok=True)
+    with _experiment_lock(str(settings.store.lock_path)):
+        # plan under the lock, from the record as it is now: a concurrent run of this
+        # unversioned store may have finished while this one waited
+        return _plan_then_run(experiment, settings_now(), upstream, backend, force, on_event, memo)
+
+
+def _plan_then_run(experiment: Experiment, settings: RunSettings, upstream: Mapping[str, UpstreamRun] | None,
+                   backend: Backend | None, force: bool, on_event: EventSink | None,
+                   memo: CodeMemo | None) -> ExperimentOutcome:
+    from crystallize.fingerprint import FileHashCache
+
     inputs = resolve_inputs(experiment, list(settings.conditions), upstream)
     cache = FileHashCache(settings.store.root / ".file-hashes.json")
     plans = plan_conditions(experiment, settings, inputs, cache, force=force, memo=memo)
@@ -105,16 +121,14 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
     return _execute(experiment, settings, plans, inputs, backend, on_event)
 
 
-def _open_version(settings: RunSettings, stack: ExitStack) -> tuple[int, bool]:
-    """Reserve ``v<N+1>`` (versioned) or lock and reuse ``v0`` (unversioned).
+def _open_version(settings: RunSettings) -> tuple[int, bool]:
+    """Reserve ``v<N+1>`` (versioned) or reuse ``v0`` (unversioned; the caller holds its lock).
 
     Returns the version and whether its folder was created just now (so holds nothing yet).
     """
     store = settings.store
     if settings.versioned:
         return store.reserve_version(), True
-    store.dir.mkdir(parents=True, exist_ok=True)
-    stack.enter_context(_experiment_lock(str(store.lock_path)))
     newer = [v for v in store.versions() if v > 0]
     if newer:
         raise StoreError(f"versioned=False but versions {newer} exist; use ArtifactPlugin(versioned=True) "
@@ -396,7 +410,7 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
             stack.callback(chosen.close)
         # serialise (remote backends) before the version is reserved: a SerializationError leaves no trace
         ref = _definition(experiment, settings, remote=bool(chosen is not None and chosen.remote))
-        version, fresh = _open_version(settings, stack)
+        version, fresh = _open_version(settings)
         artifact_plugin = experiment.get_plugin(ArtifactPlugin)
         if artifact_plugin is not None:
             artifact_plugin.version = version
