@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AggregateData",
+    "Deferred",
     "ExperimentMetrics",
     "ReplicateResult",
     "Result",
@@ -160,12 +161,16 @@ class ReplicateResult:
     provenance: dict[str, list[dict[str, Any]]]
 
 
-def _jsonable(value: Any) -> Any:
-    """Best-effort conversion to JSON types (numpy scalars and arrays included)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+def _jsonable(value: Any, path: tuple[int, ...] = ()) -> Any:
+    """Best-effort conversion to JSON types (numpy scalars and arrays included); a container
+    that contains itself becomes its ``repr``."""
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in path:
+            return repr(value)
+        inner = (*path, id(value))
+        if isinstance(value, Mapping):
+            return {str(k): _jsonable(v, inner) for k, v in value.items()}
+        return [_jsonable(v, inner) for v in value]
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, Path):
@@ -173,6 +178,21 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return repr(value)
+
+
+class Deferred:
+    """A provenance value built only when ``Result.provenance`` is first read.
+
+    Parameters
+    ----------
+    build : Callable[[], Any]
+        Returns the value; called at most once.
+    """
+
+    __slots__ = ("build",)
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self.build = build
 
 
 class Result:
@@ -199,6 +219,26 @@ class Result:
         self.artifacts = dict(artifacts or {})
         self.errors = dict(errors or {})
         self.provenance = dict(provenance or {})
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """A plain dict; values given as :class:`Deferred` are built the first time it is read."""
+        if self._deferred:
+            for key, value in list(self._provenance.items()):
+                if isinstance(value, Deferred):
+                    self._provenance[key] = value.build()
+            self._deferred = False
+        return self._provenance
+
+    @provenance.setter
+    def provenance(self, value: dict[str, Any]) -> None:
+        self._provenance = value
+        self._deferred = any(isinstance(v, Deferred) for v in value.values())
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_provenance"], state["_deferred"] = self.provenance, False  # deferred values are built first
+        return state
 
     def get_artifact(self, name: str) -> Any:
         """Paths of artifact ``name`` per condition, or ``None``."""

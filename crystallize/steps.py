@@ -353,7 +353,7 @@ class Pipeline:
                 hint = " (did you forget to call the step factory?)" if callable(step) else ""
                 raise TypeError(f"pipeline step {i} is {step!r}, not a PipelineStep{hint}")
         self.steps = steps
-        self._provenance: list[StepRecord] = []
+        self._provenance: tuple[Sequence[PipelineStep], list[StepRecord]] = ((), [])  # steps as run, records
 
     def signature(self) -> str:
         """Stable text identity: step class names and explicit parameters.
@@ -370,7 +370,7 @@ class Pipeline:
 
     def get_provenance(self) -> list[dict[str, Any]]:
         """Step records of the last :meth:`run` of this pipeline object (see :func:`expand_records`)."""
-        return expand_records(self.steps, self._provenance)
+        return expand_records(*self._provenance)
 
     def run(self, data: Any, ctx: FrozenContext, *, experiment: Any = None, plugins: Sequence[Any] = (),
             return_provenance: bool = False, **_ignored: Any) -> Any:
@@ -382,25 +382,27 @@ class Pipeline:
             Wrapping the first exception a step raises; ``.step_name`` names it.
         """
         plan = _StepPlan(self.steps, [p.before_step for p in plugins], [p.after_step for p in plugins])
-        data, records = self._run_plan(plan, data, ctx, experiment)
-        return (data, expand_records(self.steps, records)) if return_provenance else data
+        records: list[StepRecord] = []
+        data = self._run_plan(plan, data, ctx, experiment, records)
+        return (data, expand_records(plan.steps, records)) if return_provenance else data
 
     async def arun(self, data: Any, ctx: FrozenContext, **kwargs: Any) -> Any:
         """Async form of :meth:`run` (steps run in a worker thread)."""
         return await asyncio.to_thread(self.run, data, ctx, **kwargs)
 
-    def _run_plan(self, plan: _StepPlan, data: Any, ctx: FrozenContext,
-                  experiment: Any) -> tuple[Any, list[StepRecord]]:
-        """:meth:`run` with the per-run decisions already taken (the job runner reuses one plan);
-        the step records come back compact (see :data:`StepRecord`)."""
-        records: list[StepRecord] = []
+    def _run_plan(self, plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
+                  records: list[StepRecord]) -> Any:
+        """:meth:`run` with the per-run decisions already taken (the job runner reuses one plan).
+
+        Compact step records (see :data:`StepRecord`) are appended to ``records`` as each
+        step finishes, so a failing step leaves the records of the steps before it.
+        """
+        self._provenance = (plan.steps, records)
         token = _CURRENT.set(ctx)
         try:
-            data = _run_steps(plan, data, ctx, experiment, records)
+            return _run_steps(plan, data, ctx, experiment, records)
         finally:
             _CURRENT.reset(token)
-        self._provenance = records
-        return data, records
 
 
 class _PlannedStep:

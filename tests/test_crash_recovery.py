@@ -37,6 +37,9 @@ def numbers(ctx, rng):
 def total(data, ctx, delta: float = 0.0):
     if os.environ.get("KILL_AT") == f"{ctx['condition']}:{ctx['replicate']}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get("BUFFER_FROM") == f"{ctx['condition']}:{ctx['replicate']}":
+        import crystallize.store.writer as writer
+        writer._JOURNAL_SECONDS = 3600.0  # from here on, entries wait in the buffer
     if os.environ.get("RAN"):
         with open(os.environ["RAN"], "a") as fh:
             fh.write(f"{ctx['condition']}:{ctx['replicate']}\\n")
@@ -71,12 +74,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 def killed_run(tmp_path: Path, root: Path, versioned: bool, kill_at: str, *, replicates: int = 6,
-               seconds: float = -1.0) -> None:
-    """Run in a child that SIGKILLs itself in job ``kill_at``; ``seconds=-1`` flushes the journal every replicate."""
+               seconds: float = -1.0, buffer_from: str = "") -> None:
+    """Run in a child that SIGKILLs itself in job ``kill_at``; ``seconds=-1`` flushes the journal every
+    replicate, until job ``buffer_from`` (if given) makes it buffer again."""
     code = CHILD.format(folder=str(tmp_path), root=str(root), versioned=versioned, replicates=replicates,
                         seconds=seconds)
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**os.environ, "KILL_AT": kill_at},
-                          capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "KILL_AT": kill_at, "BUFFER_FROM": buffer_from}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == -9, done.stderr[-2000:]
 
 
@@ -108,6 +113,15 @@ def test_a_condition_that_finished_before_the_kill_is_recorded_without_rerunning
     for condition in ("baseline", "boost"):
         assert resumed.artifacts["blob.txt"][condition].read_bytes() == whole.artifacts["blob.txt"][condition].read_bytes()
     assert project.build(root, versioned).status().state is NodeState.FRESH
+
+
+def test_a_finished_condition_journals_its_last_replicates_before_its_marker(project: Any, tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    # baseline:0 starts the journal; from boost:0 on entries are buffered; baseline finishes at baseline:2
+    killed_run(tmp_path, root, False, "boost:2", replicates=3, buffer_from="boost:0")
+    status = project.build(root, False, replicates=3).status()
+    assert status.conditions["baseline"].state is NodeState.INCOMPLETE
+    assert missing(project.build(root, False, replicates=3)) == {"baseline": (), "boost": (2,)}
 
 
 def test_a_crash_during_a_resume_keeps_what_the_resume_carried_over(project: Any, tmp_path: Path) -> None:

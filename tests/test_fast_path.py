@@ -210,8 +210,9 @@ def test_run_definition_pickles_and_rebuilds_its_step_plan() -> None:
     copy = pickle.loads(cloudpickle.dumps(definition))
     assert [p.step for p in copy.step_plan.planned] == copy.pipeline.steps
     assert copy.step_plan.after == (copy.plugins[0].after_step,)
-    ctx = FrozenContext({})
-    assert copy.pipeline._run_plan(copy.step_plan, [1], ctx, None)[0] == [2]
+    ctx, records = FrozenContext({}), []
+    assert copy.pipeline._run_plan(copy.step_plan, [1], ctx, None, records) == [2]
+    assert [index for index, *_ in records] == [0, 1]  # one compact record per step
 
 
 def test_provenance_records_of_replicates_are_independent(tmp_path: Any) -> None:
@@ -278,3 +279,43 @@ def test_tags_are_kept_only_for_tagged_values_and_read_back_in_order() -> None:
     metrics.tags()["loss"][1]["epoch"] = 99  # copies: the stored tags do not change
     assert metrics.tags_at("loss", 1) == {"epoch": 2}
     assert FrozenMetrics().tags() is None
+
+
+@pipeline_step()
+def explode(data: Any, ctx: Any) -> Any:
+    raise ValueError("boom")
+
+
+def test_provenance_is_plain_json_ready_data_built_from_the_steps_as_run(tmp_path: Any) -> None:
+    import json
+
+    import yaml
+
+    exp = Experiment(numbers(), [scale(factor=2), note()], [ArtifactPlugin(root_dir=tmp_path)], name="plain",
+                     replicates=2)
+    result = exp.run()
+    exp.pipeline.steps.insert(0, shift(delta=1))  # edited after the run: the result still tells what ran
+    assert json.loads(json.dumps(result.provenance["ctx_changes"]))["baseline"]["0"][0]["step"] == "ScaleStep"
+    assert yaml.safe_load(yaml.safe_dump(result.provenance["ctx_changes"]))["baseline"][1][1]["step"] == "NoteStep"
+    assert type(result.provenance["ctx_changes"]) is dict
+    assert [r["step"] for r in exp.pipeline.get_provenance()] == ["ScaleStep", "NoteStep"]
+
+
+def test_a_failed_replicate_keeps_the_records_of_the_steps_before_the_failure(tmp_path: Any) -> None:
+    exp = Experiment(numbers(), [scale(factor=2), explode()], [ArtifactPlugin(root_dir=tmp_path)], name="half")
+    result = exp.run()
+    assert "boom" in str(result.errors["baseline_rep_0"])
+    assert [r["step"] for r in result.provenance["ctx_changes"]["baseline"][0]] == ["ScaleStep"]
+
+
+def test_a_cyclic_metric_value_survives_to_json(tmp_path: Any) -> None:
+    import json
+
+    @pipeline_step()
+    def loop(data: Any, ctx: Any) -> Any:
+        cycle: list[Any] = []
+        cycle.append(cycle)
+        return data, {"cycle": cycle}
+
+    result = Experiment(numbers(), [loop()], [ArtifactPlugin(root_dir=tmp_path)], name="cyc").run()
+    assert json.loads(result.to_json())["metrics"]["baseline"]["cycle"] == [["[[...]]"]]

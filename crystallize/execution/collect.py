@@ -163,8 +163,9 @@ class Collector:
         return all(run.done for run in self.runs.values())
 
     def _finish(self, name: str, run: ConditionRun) -> None:
-        # no journal flush here: the journal only saves work after a crash, and the writer
-        # already flushes it every batch or second; a marker never depends on it
+        # a run long enough to have a journal brings it up to date before the marker, so a
+        # crash now does not redo this condition's last replicates; a short run writes none
+        self.writer.flush_if_started()
         self.writer.write_results(name, flatten(run.metrics_by_replicate()))
         complete = run.outcome() is ConditionOutcome.COMPLETE
         if complete:

@@ -399,7 +399,8 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         plugin.before_run(experiment)
     logger.info("Experiment %s: %d replicates, %d treatments, %d hypotheses (seed=%d); running %s", settings.name,
                 settings.replicates, len(settings.conditions) - 1, len(settings.hypotheses), settings.master_seed,
-                ", ".join(n for n, p in plans.items() if p.executes))
+                ", ".join(n if p.run else f"{n} (recording its finished replicates)"
+                          for n, p in plans.items() if p.executes))
     setup_ctx = _setup_context(experiment, settings)
     for step in experiment.pipeline.steps:
         step.setup(setup_ctx)

@@ -166,7 +166,7 @@ def run_job(job: Job) -> JobResult:
     values = copy.deepcopy(dict(d.initial_ctx)) if d.copy_initial else dict(d.initial_ctx)
     values["replicate"], values["condition"] = job.replicate, job.condition
     ctx = FrozenContext._trusted(values, inputs=job.inputs, rng_factory=_RngFactory(job.seed))
-    records: list[dict[str, Any]] = []
+    records: list[StepRecord] = []
     try:
         treatment = d.treatments.get(job.condition)
         if treatment is not None:
@@ -178,10 +178,10 @@ def run_job(job: Job) -> JobResult:
             hook(d.experiment, ctx)
         data = d.datasource.fetch(ctx)
         if d.step_cache is None:
-            _, records = d.pipeline._run_plan(d.step_plan, data, ctx, d.experiment)
+            d.pipeline._run_plan(d.step_plan, data, ctx, d.experiment, records)
         else:
             with planned(d.pipeline.steps, d.step_cache):
-                _, records = d.pipeline._run_plan(d.step_plan, data, ctx, d.experiment)
+                d.pipeline._run_plan(d.step_plan, data, ctx, d.experiment, records)
     except (Exception, SystemExit) as exc:  # boundary: a user failure (even sys.exit) becomes data
         return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
     artifacts = tuple(ctx._artifacts.drain()) if ctx._artifacts is not None else ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,8 @@ from crystallize.graph.settings import ConditionInputs, RunSettings
 from crystallize.graph.plan import ConditionPlan
 from crystallize.names import BASELINE
 from crystallize.steps import expand_records
-from crystallize.results import ExperimentMetrics, ReplicateResult, Result, TreatmentMetrics, TreatmentMetricsMap
+from crystallize.results import (Deferred, ExperimentMetrics, ReplicateResult, Result, TreatmentMetrics,
+                                 TreatmentMetricsMap)
 from crystallize.store.layout import ExperimentStore
 from crystallize.store.record import ConditionOutcome, ConditionRecord, RunRecord, environment_info, git_commit
 from crystallize.store.writer import VersionWriter
@@ -154,9 +155,7 @@ def _result(experiment: Experiment, settings: RunSettings, records: Mapping[str,
     provenance = {
         "pipeline_signature": experiment.pipeline.signature(), "replicates": settings.replicates,
         "seeds": {n: m.seeds for n, m in metrics.items()},
-        "ctx_changes": _StepChanges(experiment.pipeline.steps,
-                                    {n: {r: res.provenance for r, res in sorted(run.results.items())}
-                                     for n, run in runs.items()}),
+        "ctx_changes": _ctx_changes(experiment.pipeline.steps, runs),
         "master_seed": settings.master_seed, "version": version,
         "conditions": {n: r.version for n, r in records.items()},
         "blocked": [n for n, r in records.items() if r.outcome is ConditionOutcome.BLOCKED],
@@ -221,36 +220,14 @@ def _read_manifest(settings: RunSettings, version: int) -> dict[str, str]:
         return {}
 
 
-class _StepChanges(Mapping[str, dict[int, list[dict[str, Any]]]]):
-    """``result.provenance["ctx_changes"]``: condition -> replicate -> step records.
-
-    Built per condition on first access from the compact records the jobs returned
-    (most runs never look, and building them all costs about a microsecond per
-    replicate). Pickles as a plain dict.
-    """
-
-    def __init__(self, steps: Sequence[Any], compact: dict[str, dict[int, tuple[Any, ...]]]) -> None:
-        self._steps, self._compact = steps, compact
-        self._built: dict[str, dict[int, list[dict[str, Any]]]] = {}
-
-    def __getitem__(self, condition: str) -> dict[int, list[dict[str, Any]]]:
-        built = self._built.get(condition)
-        if built is None:
-            built = self._built[condition] = {rep: expand_records(self._steps, records)
-                                              for rep, records in self._compact[condition].items()}
-        return built
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._compact)
-
-    def __len__(self) -> int:
-        return len(self._compact)
-
-    def __repr__(self) -> str:
-        return repr(dict(self.items()))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (dict(self.items()),))
+def _ctx_changes(steps: Sequence[Any], runs: Mapping[str, ConditionRun]) -> Deferred:
+    """``result.provenance["ctx_changes"]`` (condition -> replicate -> step records), built
+    from the jobs' compact records only when the provenance is first read: most runs never
+    look, and building every record costs about a microsecond per replicate."""
+    steps = tuple(steps)  # the steps as run, even if the pipeline is edited later
+    compact = {n: {r: res.provenance for r, res in sorted(run.results.items())} for n, run in runs.items()}
+    return Deferred(lambda: {n: {r: expand_records(steps, records) for r, records in reps.items()}
+                             for n, reps in compact.items()})
 
 
 def replicate_result(results: Sequence[JobResult], steps: Sequence[Any]) -> ReplicateResult:

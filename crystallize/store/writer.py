@@ -92,6 +92,11 @@ class VersionWriter:
         if time.monotonic() - self._last_flush > _JOURNAL_SECONDS:
             self.flush()
 
+    def flush_if_started(self) -> None:
+        """Flush now if any journal line was written already (a short run's buffer stays put)."""
+        if self._flushed:
+            self.flush()
+
     def flush_due_in(self) -> float | None:
         """Seconds until buffered entries are due on disk (0 when overdue); ``None`` when none wait."""
         if not any(self._journal.values()):
