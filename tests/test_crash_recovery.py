@@ -248,3 +248,24 @@ def test_an_unversioned_run_plans_under_its_lock(tmp_path: Path, monkeypatch: py
     Experiment(datasource=one(), pipeline=[odd()], name="free",
                plugins=[ArtifactPlugin(root_dir=tmp_path, versioned=True)]).run()
     assert events == ["plan"]  # a versioned run reserves its own folder: no lock
+
+
+def test_a_run_of_an_unversioned_experiment_from_inside_itself_is_refused(tmp_path: Path) -> None:
+    from crystallize.errors import StoreError
+
+    seen: list[str] = []
+
+    @pipeline_step()
+    def recurse(data: int, ctx: Any) -> Any:
+        try:
+            build().run()
+        except StoreError as exc:
+            seen.append(str(exc))
+        return data, {"x": 1}
+
+    def build() -> Experiment:
+        return Experiment(datasource=one(), pipeline=[recurse()], name="self",
+                          plugins=[ArtifactPlugin(root_dir=tmp_path, versioned=False)])
+
+    assert build().run().metrics.baseline.metrics == {"x": [1]}
+    assert len(seen) == 1 and "experiment 'self' started a run of itself" in seen[0]

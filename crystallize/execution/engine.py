@@ -101,10 +101,19 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
     if settings.versioned:  # a new version folder per run: nothing shared to guard
         return _plan_then_run(experiment, settings, upstream, backend, force, on_event, memo)
     settings.store.dir.mkdir(parents=True, exist_ok=True)
-    with _experiment_lock(str(settings.store.lock_path)):
-        # plan under the lock, from the record as it is now: a concurrent run of this
-        # unversioned store may have finished while this one waited
-        return _plan_then_run(experiment, settings_now(), upstream, backend, force, on_event, memo)
+    lock_path = str(settings.store.lock_path)
+    held = _HELD.__dict__.setdefault("paths", set())
+    if lock_path in held:  # waiting would never end: this thread holds the lock further up the stack
+        raise StoreError(f"experiment '{settings.name}' started a run of itself (from one of its own steps or "
+                         "hooks); run another experiment there, or give this one versioned=True", path=lock_path)
+    with _experiment_lock(lock_path):
+        held.add(lock_path)
+        try:
+            # plan under the lock, from the record as it is now: a concurrent run of this
+            # unversioned store may have finished while this one waited
+            return _plan_then_run(experiment, settings_now(), upstream, backend, force, on_event, memo)
+        finally:
+            held.discard(lock_path)
 
 
 def _plan_then_run(experiment: Experiment, settings: RunSettings, upstream: Mapping[str, UpstreamRun] | None,
@@ -138,6 +147,9 @@ def _open_version(settings: RunSettings) -> tuple[int, bool]:
     except FileExistsError:
         return 0, False
     return 0, True
+
+
+_HELD = threading.local()  # .paths: the experiment locks this thread holds
 
 
 def _experiment_lock(path: str) -> Any:
