@@ -25,7 +25,8 @@ from crystallize.execution.job import DefinitionRef, Job, JobResult, RunDefiniti
 from crystallize.execution.local import SerialBackend, refuse_while_bootstrapping
 from crystallize.execution.step_cache import cache_plan
 from crystallize.execution.report import assemble
-from crystallize.graph.settings import ConditionInputs, RunSettings, UpstreamRun, resolve_inputs, resolve_settings
+from crystallize.graph.settings import (ConditionInputs, RunSettings, UpstreamRun, resolve_inputs, resolve_settings,
+                                       run_store)
 from crystallize.graph.plan import ConditionPlan, plan_conditions
 from crystallize.plugins.base import overrides_loop
 from crystallize.plugins.builtin import ArtifactPlugin, replicate_seed
@@ -97,15 +98,16 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
                                 strategy=strategy, inherited=inherited, store_root=store_root, versioned=versioned,
                                 graph_seed=graph_seed, graph_name=graph_name)
 
-    settings = settings_now()
-    if settings.versioned:  # a new version folder per run: nothing shared to guard
-        return _plan_then_run(experiment, settings, upstream, backend, force, on_event, memo)
-    settings.store.dir.mkdir(parents=True, exist_ok=True)
-    lock_path = str(settings.store.lock_path)
+    store, is_versioned = run_store(experiment, store_root=store_root, versioned=versioned)
+    if is_versioned:  # a new version folder per run: nothing shared to guard
+        return _plan_then_run(experiment, settings_now(), upstream, backend, force, on_event, memo)
+    store.dir.mkdir(parents=True, exist_ok=True)
+    lock_path = str(store.lock_path)
     held = _HELD.__dict__.setdefault("paths", set())
     if lock_path in held:  # waiting would never end: this thread holds the lock further up the stack
-        raise StoreError(f"experiment '{settings.name}' started a run of itself (from one of its own steps or "
-                         "hooks); run another experiment there, or give this one versioned=True", path=lock_path)
+        raise StoreError(f"experiment '{experiment.store_name}' started a run of itself (from one of its own "
+                         "steps or hooks); run another experiment there, or give this one versioned=True",
+                         path=lock_path)
     with _experiment_lock(lock_path):
         held.add(lock_path)
         try:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from crystallize.treatments import Treatment
 
 __all__ = ["ConditionInputs", "RunSettings", "UpstreamContent", "UpstreamRun", "content_digest", "resolve_inputs",
-           "resolve_settings", "stored_upstream"]
+           "resolve_settings", "run_store", "stored_upstream"]
 
 STRATEGIES = ("rerun", "resume")
 
@@ -81,6 +81,15 @@ def _master_seed(plugin: SeedPlugin | None, graph_seed: int | None, previous: Ru
     return secrets.randbits(32), False
 
 
+def run_store(experiment: Experiment, *, store_root: Path | None = None,
+              versioned: bool | None = None) -> tuple[ExperimentStore, bool]:
+    """Where a run of ``experiment`` stores its outputs, and whether it is versioned
+    (call arguments win over the experiment's ``ArtifactPlugin``)."""
+    artifact = experiment.get_plugin(ArtifactPlugin) or ArtifactPlugin()
+    root = Path(store_root) if store_root is not None else artifact.root_dir
+    return ExperimentStore(root, experiment.store_name), artifact.versioned if versioned is None else versioned
+
+
 def resolve_settings(experiment: Experiment, *, treatments: Sequence[Treatment] | None = None,
                      hypotheses: Sequence[Hypothesis] | None = None, replicates: int | None = None,
                      strategy: str | None = None, inherited: Sequence[Treatment] = (),
@@ -103,13 +112,13 @@ def resolve_settings(experiment: Experiment, *, treatments: Sequence[Treatment] 
         raise ValueError("Cannot verify hypotheses without treatments")
     reps = replicates if replicates is not None else (experiment.datasource.replicates or experiment.replicates)
     artifact = experiment.get_plugin(ArtifactPlugin) or ArtifactPlugin()
-    store = ExperimentStore(Path(store_root) if store_root is not None else artifact.root_dir, experiment.store_name)
+    store, versioned = run_store(experiment, store_root=store_root, versioned=versioned)
     previous = latest_record(store)
     seed_plugin = experiment.get_plugin(SeedPlugin)
     seed, configured = _master_seed(seed_plugin, graph_seed, previous)
     return RunSettings(
         name=experiment.store_name, conditions=conditions, replicates=check_replicates(reps), hypotheses=hyps,
-        strategy=strategy, store=store, versioned=artifact.versioned if versioned is None else versioned,
+        strategy=strategy, store=store, versioned=versioned,
         durable=artifact.durable, retention=artifact.artifact_retention, big_file_mb=artifact.big_file_threshold_mb,
         master_seed=seed, seed_configured=configured, auto_seed=seed_plugin.auto_seed if seed_plugin else True,
         seed_fn=(seed_plugin.seed_fn if seed_plugin and seed_plugin.seed_fn else default_seed_function),
