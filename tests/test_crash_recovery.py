@@ -219,35 +219,49 @@ def test_metric_values_json_cannot_hold_are_stored_as_text(tmp_path: Path, caplo
     assert build().status().state is NodeState.FRESH
 
 
-def test_an_unversioned_run_plans_under_its_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A concurrent run of the same unversioned store may finish while this one waits for the
-    lock; planning after taking it sees that run's record instead of repeating its work."""
+_COUNTED: list[int] = []  # module level: a closure cell's changing value would make the step look edited
+
+
+@pipeline_step()
+def counted(data: int, ctx: Any) -> Any:
+    _COUNTED.append(ctx["replicate"])
+    return data, {"x": 1}
+
+
+def test_a_run_that_waited_for_the_lock_plans_again_from_the_record_it_finds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs of one unversioned store: the one that waits for the lock sees the other's
+    finished record and reuses it instead of repeating its work."""
     import contextlib
 
     import crystallize.execution.engine as engine
 
-    events: list[str] = []
-    real_settings = engine.resolve_settings
+    calls = _COUNTED
+    calls.clear()
+
+    def build() -> Experiment:
+        experiment = Experiment(datasource=one(), pipeline=[counted()], name="shared", replicates=3,
+                                plugins=[ArtifactPlugin(root_dir=tmp_path, versioned=False)])
+        experiment.strategy = "resume"
+        return experiment
+
+    real_lock = engine._experiment_lock
+    first = [True]
 
     @contextlib.contextmanager
-    def lock(path: str) -> Any:
-        events.append("lock")
-        yield
-        events.append("unlock")
+    def lock_taken_by_another_run_first(path: str) -> Any:
+        if first[0]:  # while this run "waits", another run of the same store does all the work
+            first[0] = False
+            build().run()
+        with real_lock(path):
+            yield
 
-    def settings(*args: Any, **kwargs: Any) -> Any:
-        events.append("plan")
-        return real_settings(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "_experiment_lock", lock)
-    monkeypatch.setattr(engine, "resolve_settings", settings)
-    Experiment(datasource=one(), pipeline=[odd()], name="locked",
-               plugins=[ArtifactPlugin(root_dir=tmp_path, versioned=False)]).run()
-    assert events == ["lock", "plan", "unlock"]
-    events.clear()
-    Experiment(datasource=one(), pipeline=[odd()], name="free",
-               plugins=[ArtifactPlugin(root_dir=tmp_path, versioned=True)]).run()
-    assert events == ["plan"]  # a versioned run reserves its own folder: no lock
+    monkeypatch.setattr(engine, "_experiment_lock", lock_taken_by_another_run_first)
+    result = build().run()
+    assert calls == [0, 1, 2]  # each replicate ran once, in the other run
+    assert result.metrics.baseline.metrics == {"x": [1, 1, 1]}
+    monkeypatch.setattr(engine, "_experiment_lock", real_lock)
+    assert build().run().metrics.baseline.metrics == {"x": [1, 1, 1]} and calls == [0, 1, 2]  # no-op resume
 
 
 def test_a_run_of_an_unversioned_experiment_from_inside_itself_is_refused(tmp_path: Path) -> None:

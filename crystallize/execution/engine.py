@@ -99,37 +99,52 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
                                 graph_seed=graph_seed, graph_name=graph_name)
 
     store, is_versioned = run_store(experiment, store_root=store_root, versioned=versioned)
-    if is_versioned:  # a new version folder per run: nothing shared to guard
-        return _plan_then_run(experiment, settings_now(), upstream, backend, force, on_event, memo)
-    store.dir.mkdir(parents=True, exist_ok=True)
     lock_path = str(store.lock_path)
     held = _HELD.__dict__.setdefault("paths", set())
-    if lock_path in held:  # waiting would never end: this thread holds the lock further up the stack
+    if not is_versioned and lock_path in held:  # waiting would never end: this thread holds the lock already
         raise StoreError(f"experiment '{experiment.store_name}' started a run of itself (from one of its own "
                          "steps or hooks); run another experiment there, or give this one versioned=True",
                          path=lock_path)
+    stamp = _record_stamp(store)
+    settings = settings_now()
+    inputs, plans = _plan(experiment, settings, upstream, force, memo)
+    if not any(p.executes for p in plans.values()):  # nothing to write: no lock needed
+        return assemble(experiment, settings, plans, inputs, {}, None)
+    if is_versioned:  # a new version folder per run: nothing shared to guard
+        return _execute(experiment, settings, plans, inputs, backend, on_event)
+    store.dir.mkdir(parents=True, exist_ok=True)
     with _experiment_lock(lock_path):
         held.add(lock_path)
         try:
-            # plan under the lock, from the record as it is now: a concurrent run of this
-            # unversioned store may have finished while this one waited
-            return _plan_then_run(experiment, settings_now(), upstream, backend, force, on_event, memo)
+            if _record_stamp(store) != stamp:  # another run of this store finished meanwhile: plan from its record
+                settings = settings_now()
+                inputs, plans = _plan(experiment, settings, upstream, force, memo)
+                if not any(p.executes for p in plans.values()):
+                    return assemble(experiment, settings, plans, inputs, {}, None)
+            return _execute(experiment, settings, plans, inputs, backend, on_event)
         finally:
             held.discard(lock_path)
 
 
-def _plan_then_run(experiment: Experiment, settings: RunSettings, upstream: Mapping[str, UpstreamRun] | None,
-                   backend: Backend | None, force: bool, on_event: EventSink | None,
-                   memo: CodeMemo | None) -> ExperimentOutcome:
+def _record_stamp(store: ExperimentStore) -> tuple[int, int] | None:
+    """Identifies the unversioned store's ``run.json`` as it is now (changes when a run writes it)."""
+    try:
+        stat = store.run_json(0).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _plan(experiment: Experiment, settings: RunSettings, upstream: Mapping[str, UpstreamRun] | None, force: bool,
+          memo: CodeMemo | None) -> tuple[dict[str, ConditionInputs], dict[str, ConditionPlan]]:
+    """Upstream pins and a plan per condition (writes only the input-file hash cache)."""
     from crystallize.fingerprint import FileHashCache
 
     inputs = resolve_inputs(experiment, list(settings.conditions), upstream)
     cache = FileHashCache(settings.store.root / ".file-hashes.json")
     plans = plan_conditions(experiment, settings, inputs, cache, force=force, memo=memo)
     cache.save()
-    if not any(p.executes for p in plans.values()):
-        return assemble(experiment, settings, plans, inputs, {}, None)
-    return _execute(experiment, settings, plans, inputs, backend, on_event)
+    return inputs, plans
 
 
 def _open_version(settings: RunSettings) -> tuple[int, bool]:
