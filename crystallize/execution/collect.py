@@ -53,12 +53,7 @@ class ConditionRun:
         return {r: res.error for r, res in self.results.items() if res.error is not None}
 
     def outcome(self) -> ConditionOutcome:
-        failed = False
-        for res in self.results.values():
-            if res.error is not None:
-                failed = True
-                break
-        if failed:
+        if any(res.error is not None for res in self.results.values()):
             return ConditionOutcome.FAILED
         present = len(self.kept.keys() | self.results.keys())  # every result here succeeded
         return ConditionOutcome.COMPLETE if present >= self.replicates else ConditionOutcome.INCOMPLETE
