@@ -515,3 +515,19 @@ class TestRetention:
         assert (tmp_path / "data" / "prod" / "v0" / "baseline" / ".crystallize_complete").exists()
         stripped = tmp_path / "data" / "prod" / "v1"
         assert not (stripped / "baseline" / ".crystallize_complete").exists()  # v1: not pinned, pruned
+
+
+def test_large_artifacts_are_hashed_while_written(tmp_path: Path) -> None:
+    import hashlib
+
+    from crystallize.datasources.artifacts import ArtifactRecord
+    from crystallize.store.writer import VersionWriter
+
+    big, small = os.urandom((1 << 20) + 3), b"tiny"
+    writer = VersionWriter(ExperimentStore(tmp_path, "exp"), 0)
+    written = writer.persist_artifacts("baseline", 0, [ArtifactRecord("big.bin", big, step_name="S"),
+                                                       ArtifactRecord("small.bin", small, step_name="S")])
+    assert written == {"big.bin": ("S", hashlib.sha256(big).hexdigest()),
+                       "small.bin": ("S", hashlib.sha256(small).hexdigest())}
+    folder = tmp_path / "exp" / "v0" / "replicate_0" / "baseline" / "S"
+    assert (folder / "big.bin").read_bytes() == big and (folder / "small.bin").read_bytes() == small
