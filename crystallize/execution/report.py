@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,8 +119,8 @@ def _artifact_paths(settings: RunSettings, records: Mapping[str, ConditionRecord
         for file, info in rec.artifacts.items():
             reps = sorted(int(r) for r in info.get("sha256", {}))
             if reps:
-                if store is None:  # resolve the root once; the store holds no symlinks below it
-                    store = ExperimentStore(settings.store.root.resolve(), settings.store.name)
+                if store is None:  # absolute once per run (no realpath: a walk of lstat calls per run)
+                    store = ExperimentStore(Path(os.path.abspath(settings.store.root)), settings.store.name)
                 out.setdefault(file, {})[name] = store.artifact(rec.version, reps[0], name, info["step"], file)
     return out
 
