@@ -33,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from benchmarks.timing import best_of
 from crystallize import (
     Artifact,
     Experiment,
@@ -58,7 +59,7 @@ def spin(iterations: int) -> int:
 def calibrate(ms: float) -> int:
     """Iterations of :func:`spin` that take about ``ms`` milliseconds here."""
     probe = 200_000
-    elapsed = timed(lambda: spin(probe), repeat=5)  # best of five: the least disturbed by other load
+    elapsed = best_of(5, lambda: spin(probe))  # best of five: the least disturbed by other load
     return max(1, int(probe * ms / 1000 / elapsed))
 
 
@@ -80,16 +81,6 @@ def noop_step(data: Any, ctx: Any) -> Any:
 REPEAT = 3  # every figure is the best of this many runs (set by --repeat)
 
 
-def timed(fn: Callable[[], Any], repeat: int | None = None) -> float:
-    """Best wall time of ``repeat`` calls, in seconds (the least disturbed by other load)."""
-    best = float("inf")
-    for _ in range(repeat or REPEAT):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def _cpu_experiment(plugin: Any, iterations: int, replicates: int, root: Path) -> Experiment:
     from crystallize import ArtifactPlugin
 
@@ -103,15 +94,15 @@ def interleaved(variants: dict[str, Callable[[], Any]], repeat: int | None = Non
     best = dict.fromkeys(variants, float("inf"))
     for _ in range(repeat or REPEAT):
         for name, fn in variants.items():
-            best[name] = min(best[name], timed(fn, repeat=1))
+            best[name] = min(best[name], best_of(1, fn))
     return best
 
 
 def bench_process_pool(ms: float, replicates: int, workers: int, root: Path) -> None:
     iterations = calibrate(ms)
     _cpu_experiment(SerialExecution(), 1, 2, root / "warm-up").run()  # first-run imports and caches
-    cold = timed(lambda: _cpu_experiment(ParallelExecution(max_workers=workers, executor_type="process"), 1, 2,
-                                         root / "cold").run(), repeat=1)  # starts the fork server once per process
+    cold = best_of(1, lambda: _cpu_experiment(ParallelExecution(max_workers=workers, executor_type="process"), 1, 2,
+                                              root / "cold").run())  # starts the fork server once per process
 
     def plain(context: Any = None) -> None:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
@@ -157,10 +148,10 @@ def _fan_out_graph(width: int, sleep: float, root: Path) -> ExperimentGraph:
 
 
 def bench_fan_out(width: int, sleep: float, root: Path) -> None:
-    serial = timed(lambda: _fan_out_graph(width, sleep, root / "serial").run(backend="serial"))
+    serial = best_of(REPEAT, lambda: _fan_out_graph(width, sleep, root / "serial").run(backend="serial"))
     graph = _fan_out_graph(width, sleep, root / "thread")
     graph.workers = 2 * width
-    threaded = timed(lambda: graph.run(backend="thread"))
+    threaded = best_of(REPEAT, lambda: graph.run(backend="thread"))
     ideal = sleep  # the root, then every leaf replicate at once (plus run overhead)
     print(f"2. Fan-out graph: 1 root -> {width} leaves x 2 replicates sleeping {sleep * 1000:.0f} ms")
     print(f"   serial backend                : {serial:7.2f} s   (lower bound {width * 2 * sleep:.2f} s)")
@@ -180,15 +171,15 @@ def bench_ray(tasks: int, root: Path) -> None:
     try:
         noop = ray.remote(lambda: 1)
         ray.get([noop.remote() for _ in range(10)])  # warm the workers
-        bare = timed(lambda: ray.get([noop.remote() for _ in range(tasks)]))
+        bare = best_of(REPEAT, lambda: ray.get([noop.remote() for _ in range(tasks)]))
 
         def ours() -> None:
             Experiment(replicate_number(), Pipeline([noop_step()]), name="noop", replicates=tasks,
                        plugins=[SeedPlugin(seed=1), RayExecution(), _store(root / "ray")]).run()
 
         ours()  # warm-up run: workers import crystallize
-        mine = timed(ours)
-        serial = timed(lambda: Experiment(replicate_number(), Pipeline([noop_step()]), name="noop", replicates=tasks,
+        mine = best_of(REPEAT, ours)
+        serial = best_of(REPEAT, lambda: Experiment(replicate_number(), Pipeline([noop_step()]), name="noop", replicates=tasks,
                                           plugins=[SeedPlugin(seed=1), _store(root / "serial")]).run())
     finally:
         ray.shutdown()

@@ -21,21 +21,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.timing import best_of
 from crystallize.fingerprint import FileHashCache, clear_code_cache, code_fingerprint
 
 CHUNK = os.urandom(1 << 20)
-
-
-def timed(action: Callable[[], object]) -> float:
-    """Seconds one call of ``action`` takes."""
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
 
 
 def write_big_file(path: Path, size_mib: int) -> None:
@@ -50,11 +43,11 @@ def bench_files(folder: Path, size_mib: int) -> None:
     data, cache_file = folder / "big.bin", folder / "hashes.json"
     write_big_file(data, size_mib)
     cache = FileHashCache(cache_file)
-    first = timed(lambda: cache.digest(data))
-    second = timed(lambda: cache.digest(data))
+    first = best_of(1, lambda: cache.digest(data))
+    second = best_of(1, lambda: cache.digest(data))
     cache.save()
     reloaded = FileHashCache(cache_file)
-    third = timed(lambda: reloaded.digest(data))
+    third = best_of(1, lambda: reloaded.digest(data))
     print(f"file hash, {size_mib} MiB")
     print(f"  first (read)            {first * 1e3:10.2f} ms   {size_mib / first:8.0f} MiB/s")
     print(f"  second (cached)         {second * 1e3:10.3f} ms   x{first / second:,.0f} faster")
@@ -83,8 +76,8 @@ def bench_code(folder: Path, helpers: int, repeat: int) -> None:
     cold, warm = [], []
     for _ in range(repeat):
         clear_code_cache()
-        cold.append(timed(lambda: code_fingerprint(step)))
-        warm.append(timed(lambda: code_fingerprint(step)))
+        cold.append(best_of(1, lambda: code_fingerprint(step)))
+        warm.append(best_of(1, lambda: code_fingerprint(step)))
     cold_ms, warm_ms = statistics.median(cold) * 1e3, statistics.median(warm) * 1e3
     modules = ", ".join(code_fingerprint(step).modules)
     print(f"code fingerprint, step with {helpers} helpers + 1 class ({modules}); median of {repeat}")

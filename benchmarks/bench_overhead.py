@@ -30,12 +30,12 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.timing import best_of
 from crystallize import (
     Artifact,
     ArtifactPlugin,
@@ -84,16 +84,6 @@ def step_double(data: list[int], ctx: Any, *, factor: int = 2) -> list[int]:
 @pipeline_step()
 def step_total(data: list[int], ctx: Any) -> tuple[list[int], dict[str, int]]:
     return total(data)
-
-
-def best_of(repeat: int, work: Callable[[], object]) -> float:
-    """Smallest wall-clock time of ``repeat`` calls, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def plugins(root: Path, *, versioned: bool = False) -> list[Any]:

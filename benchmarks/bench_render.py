@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import random
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.timing import best_of
 from crystallize.graph.render import EdgeView, GraphView, NodeView, render, to_dot
 from crystallize.graph.status import NodeState, NodeStatus, StaleKind, StaleReason
 
@@ -69,16 +68,6 @@ def baseline_svg(count: int, edges: list[tuple[int, int]]) -> bytes:
     for up, down in edges:
         graph.edge(str(up), str(down))
     return graph.pipe(format="svg")
-
-
-def best_of(repeat: int, work: Callable[[], object]) -> float:
-    """Smallest wall-clock time of ``repeat`` calls, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

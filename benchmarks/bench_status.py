@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.timing import best_of
 from crystallize import (Artifact, ArtifactPlugin, Experiment, ExperimentGraph, SeedPlugin, data_source,
                          pipeline_step, treatment)
 
@@ -66,19 +65,10 @@ def layered(count: int, root: Path, *, width: int = 10, work: float = 0.0, repli
     return ExperimentGraph(*experiments)
 
 
-def timed(fn: Callable[[], object], repeat: int = 1) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_status_1000(folder: Path, count: int) -> None:
     graph = layered(count, folder / "s1000")
-    first = timed(graph.run)
-    status = timed(graph.status, repeat=3)
+    first = best_of(1, graph.run)
+    status = best_of(3, graph.status)
     assert graph.status().fresh
     print(f"status, {count} stored nodes, nothing changed: {status:.3f} s (target < 0.5 s for 1,000);"
           f" first run {first:.1f} s; {status / count * 1e3:.2f} ms per node")
@@ -86,14 +76,14 @@ def bench_status_1000(folder: Path, count: int) -> None:
 
 def bench_chain(folder: Path, count: int) -> None:
     graph = layered(count, folder / "chain", width=1)
-    seconds = timed(graph.status)
+    seconds = best_of(1, graph.status)
     print(f"status, {count}-node chain, never run: {seconds:.2f} s ({seconds / count * 1e3:.2f} ms per node)")
 
 
 def bench_noop_resume(folder: Path, work: float) -> None:
     graph = layered(20, folder / "resume", width=4, work=work, replicates=5, treatments=1)
-    first = timed(graph.run)
-    noop = timed(lambda: graph.run(strategy="resume"), repeat=3)
+    first = best_of(1, graph.run)
+    noop = best_of(3, lambda: graph.run(strategy="resume"))
     print(f"run(strategy='resume'), 20 nodes, nothing changed: {noop * 1e3:.1f} ms vs first run {first:.2f} s"
           f" = {noop / first:.2%} (target < 1%)")
 
