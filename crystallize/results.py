@@ -240,12 +240,6 @@ class Result:
         state["_provenance"], state["_deferred"] = self.provenance, False  # deferred values are built first
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        if "provenance" in state:  # pickled before provenance became a property
-            state["_provenance"], state["_deferred"] = state.pop("provenance"), False
-        self.__dict__.update(state)
-
     def get_artifact(self, name: str) -> Any:
         """Paths of artifact ``name`` per condition, or ``None``."""
         return self.artifacts.get(name)
