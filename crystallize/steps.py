@@ -280,10 +280,10 @@ def pipeline_step(cacheable: bool = False, *, version: str | None = None) -> Cal
     -----
     The first positional parameter receives the data, unless it is named ``ctx``: then
     the step takes the context and no data (``def step(ctx, data)`` looks ``data`` up in
-    the context). ``ctx`` is optional. Every other parameter is resolved per call: explicit value, then the
-    context key of the same name, then ``rng`` (a seeded ``numpy.random.Generator``),
-    then the default. Unlike crystallize-ml 0.27, a context-supplied parameter needs no
-    default and the data parameter may have any name.
+    the context). ``ctx`` is optional. Every other parameter is resolved per call:
+    explicit value, then the context key of the same name, then ``rng`` (a seeded
+    ``numpy.random.Generator``), then the default. Unlike crystallize-ml 0.27, a
+    context-supplied parameter needs no default and the data parameter may have any name.
 
     Examples
     --------
@@ -447,11 +447,8 @@ def _direct_call(step: PipelineStep) -> Callable[[Any, FrozenContext], Any]:
     fn, sig, name = step.fn, step._sig, step.name  # type: ignore[attr-defined]
     explicit = step._explicit  # type: ignore[attr-defined]
     if not all(n in explicit and not isinstance(explicit[n], ResourceFactoryWrapper) for n in sig.names):
-        if sig.ctx_second:  # some parameter comes from the context: resolved per call
-            return lambda data, ctx: fn(data, ctx, **_resolve(sig, explicit, ctx, name))
-        if sig.data_param:
-            return lambda data, ctx: fn(data, **_resolve(sig, explicit, ctx, name))
-        return lambda data, ctx: fn(**_resolve(sig, explicit, ctx, name))
+        # some parameter comes from the context: resolved per call
+        return lambda data, ctx: _call(fn, sig, data, ctx, _resolve(sig, explicit, ctx, name))
     fixed = {n: explicit[n] for n in sig.names}
     if sig.ctx_second:
         # the common ``def step(data, ctx)`` needs no wrapper at all
