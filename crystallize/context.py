@@ -81,7 +81,7 @@ class FrozenMetrics:
         """A copy of the tag lists of metrics that carry any tag (``None`` if none do)."""
         if not self._tags:
             return None
-        return {k: [self.tags_at(k, i) for i in range(len(self._values[k]))] for k in self._tags}
+        return {k: [self.tags_at(k, i) for i in range(len(self._values.get(k, ())))] for k in self._tags}
 
 
 class FrozenContext:
