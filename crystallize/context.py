@@ -115,14 +115,17 @@ class FrozenContext:
         self._artifacts: ArtifactLog | None = None
         self.rng_factory: Any = None  # set by the job runner: () -> numpy Generator for `rng` params
         self._inputs: Mapping[str, Any] = {}  # set by the job runner: artifact key -> ArtifactInput
+        self._staging: str | None = None  # set by the job runner: where ctx.artifacts.path() stages files
 
     @classmethod
     def _trusted(cls, data: dict[str, Any], logger: logging.Logger | None = None, *,
-                 inputs: Mapping[str, Any] | None = None, rng_factory: Any = None) -> FrozenContext:
+                 inputs: Mapping[str, Any] | None = None, rng_factory: Any = None,
+                 staging: str | None = None) -> FrozenContext:
         """Build around ``data`` without copying (the runner already owns a fresh dict)."""
         ctx = cls.__new__(cls)
         ctx._data, ctx.metrics, ctx.logger = data, FrozenMetrics(), logger or _LOGGER
         ctx._artifacts, ctx.rng_factory, ctx._inputs = None, rng_factory, {} if inputs is None else inputs
+        ctx._staging = staging
         return ctx
 
     @property
@@ -131,7 +134,7 @@ class FrozenContext:
         if self._artifacts is None:
             from crystallize.datasources.artifacts import ArtifactLog
 
-            self._artifacts = ArtifactLog()
+            self._artifacts = ArtifactLog(self._staging)
         return self._artifacts
 
     def __getitem__(self, key: str) -> Any:

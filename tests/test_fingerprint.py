@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import numpy as np
 import pandas as pd
 import pytest
+from blake3 import blake3
 
 import crystallize.fingerprint as fingerprint
 from crystallize.errors import FingerprintError, UnhashableValueError
@@ -595,13 +596,13 @@ class TestEnvironment:
 def read_counter(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Records every file FileHashCache actually reads."""
     reads: list[Path] = []
-    real = files_module._hash_file
+    real = files_module.file_digest
 
     def counting(path: Path) -> str:
         reads.append(path)
         return real(path)
 
-    monkeypatch.setattr(files_module, "_hash_file", counting)
+    monkeypatch.setattr(files_module, "file_digest", counting)
     return reads
 
 
@@ -612,10 +613,10 @@ def age(path: Path, seconds: float = 10.0) -> None:
 
 
 class TestFileHashCache:
-    def test_digest_is_sha256_of_content(self, tmp_path: Path) -> None:
+    def test_digest_is_blake3_of_content(self, tmp_path: Path) -> None:
         data = tmp_path / "data.bin"
-        data.write_bytes(b"x" * (3 * files_module.CHUNK_BYTES + 7))
-        assert FileHashCache(None).digest(data) == hashlib.sha256(data.read_bytes()).hexdigest()
+        data.write_bytes(b"x" * (3 * (1 << 20) + 7))
+        assert FileHashCache(None).digest(data) == blake3(data.read_bytes()).hexdigest()
 
     def test_content_change_gives_a_new_digest(self, tmp_path: Path) -> None:
         data = tmp_path / "data.csv"
@@ -681,6 +682,18 @@ class TestFileHashCache:
             FileHashCache(None).digest(missing)
         assert info.value.filename == str(missing)
 
+    def test_a_cache_of_sha256_digests_is_not_trusted(self, tmp_path: Path, read_counter: list[Path]) -> None:
+        data = tmp_path / "data.csv"
+        data.write_text("x")
+        age(data)
+        stat = data.stat()
+        cache_file = tmp_path / "hashes.json"
+        old = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino,
+               "digest": hashlib.sha256(b"x").hexdigest(), "recorded_ns": time.time_ns()}
+        cache_file.write_text(json.dumps({"schema": 1, "files": {str(data.resolve()): old}}))
+        assert FileHashCache(cache_file).digest(data) == blake3(b"x").hexdigest()
+        assert read_counter == [data.resolve()]
+
     def test_save_writes_json_atomically(self, tmp_path: Path) -> None:
         data = tmp_path / "data.csv"
         data.write_text("x")
@@ -689,7 +702,7 @@ class TestFileHashCache:
         digest = cache.digest(data)
         cache.save()
         saved = json.loads(cache_file.read_text())
-        assert saved["schema"] == 1
+        assert saved["schema"] == 2
         assert saved["files"][str(data.resolve())]["digest"] == digest
         assert sorted(p.name for p in cache_file.parent.iterdir()) == ["hashes.json"]
 
@@ -711,9 +724,9 @@ class TestFileHashCache:
         data = tmp_path / "data.csv"
         data.write_text("x")
         cache = FileHashCache(cache_file)
-        assert cache.digest(data) == hashlib.sha256(b"x").hexdigest()
+        assert cache.digest(data) == blake3(b"x").hexdigest()
         cache.save()
-        assert json.loads(cache_file.read_text())["schema"] == 1
+        assert json.loads(cache_file.read_text())["schema"] == 2
 
     def test_in_memory_cache_saves_nothing(self, tmp_path: Path) -> None:
         data = tmp_path / "data.csv"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from blake3 import blake3
 from foundation_kit import fail_at, files_under, read_json, scores, summarise
 
 import crystallize
@@ -80,7 +80,7 @@ class TestLayout:
         assert [(e["replicate"], e["seed"], e["metrics"], e["error"]) for e in lines] == [
             (r, s, {"gain": [3.0]}, None) for r, s in enumerate(seeds_for(SEED, 2))]
         stored = (tmp_path / "data" / "prod" / "v0" / "replicate_1" / "hi" / "Save_ModelStep" / "model.json").read_bytes()
-        assert lines[1]["artifacts"] == {"model.json": ["Save_ModelStep", hashlib.sha256(stored).hexdigest()]}
+        assert lines[1]["artifacts"] == {"model.json": ["Save_ModelStep", blake3(stored).hexdigest()]}
 
     def test_unversioned_layout(self, tmp_path: Path) -> None:
         exp = producer(json_art())
@@ -115,9 +115,7 @@ class TestLayout:
         assert hi["errors"] == {}
         assert hi["artifacts"]["model.json"]["step"] == "Save_ModelStep"
         model_file = tmp_path / "data" / "prod" / "v0" / "replicate_0" / "hi" / "Save_ModelStep" / "model.json"
-        import hashlib
-
-        assert hi["artifacts"]["model.json"]["sha256"]["0"] == hashlib.sha256(model_file.read_bytes()).hexdigest()
+        assert hi["artifacts"]["model.json"]["blake3"]["0"] == blake3(model_file.read_bytes()).hexdigest()
         assert len(hi["fingerprint"]) == 64 and hi["inputs"]["treatment"] != "none"
         assert record["conditions"]["baseline"]["inputs"]["treatment"] == "none"
 
@@ -518,8 +516,6 @@ class TestRetention:
 
 
 def test_large_artifacts_are_hashed_while_written(tmp_path: Path) -> None:
-    import hashlib
-
     from crystallize.datasources.artifacts import ArtifactRecord
     from crystallize.store.writer import VersionWriter
 
@@ -527,7 +523,6 @@ def test_large_artifacts_are_hashed_while_written(tmp_path: Path) -> None:
     writer = VersionWriter(ExperimentStore(tmp_path, "exp"), 0)
     written = writer.persist_artifacts("baseline", 0, [ArtifactRecord("big.bin", big, step_name="S"),
                                                        ArtifactRecord("small.bin", small, step_name="S")])
-    assert written == {"big.bin": ("S", hashlib.sha256(big).hexdigest()),
-                       "small.bin": ("S", hashlib.sha256(small).hexdigest())}
+    assert written == {"big.bin": ("S", blake3(big).hexdigest()), "small.bin": ("S", blake3(small).hexdigest())}
     folder = tmp_path / "exp" / "v0" / "replicate_0" / "baseline" / "S"
     assert (folder / "big.bin").read_bytes() == big and (folder / "small.bin").read_bytes() == small

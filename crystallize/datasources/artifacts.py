@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from crystallize.datasources.datasource import DataSource
 from crystallize.errors import ArtifactNotFoundError, ContextMutationError
 from crystallize.names import validate_name
 
-__all__ = ["Artifact", "ArtifactInput", "ArtifactLog", "ArtifactRecord"]
+__all__ = ["Artifact", "ArtifactInput", "ArtifactLog", "ArtifactRecord", "clean_staged"]
 
 
 @dataclass(slots=True)
@@ -27,12 +28,21 @@ class ArtifactRecord:
 
 
 class ArtifactLog:
-    """Files queued by the running step; the runner persists them into the store."""
+    """Files queued by the running step; the runner persists them into the store.
 
-    def __init__(self, staging_dir: Path | None = None) -> None:
+    Parameters
+    ----------
+    staging_root : str or Path, optional
+        Folder under which :meth:`path` makes this log's staging folder. The runner
+        passes one on the store's file system, so a staged file moves into place with a
+        rename instead of a copy; default: the system temp folder.
+    """
+
+    def __init__(self, staging_root: str | Path | None = None) -> None:
         self._records: list[ArtifactRecord] = []
         self._names: set[str] = set()
-        self._staging_dir = staging_dir
+        self._staging_root = staging_root
+        self._staging_dir: Path | None = None
 
     def _claim(self, name: str) -> None:
         validate_name(name, what="artifact")
@@ -59,7 +69,9 @@ class ArtifactLog:
         """A staging path to write a large file ``name`` to; the runner moves it into place."""
         self._claim(name)
         if self._staging_dir is None:
-            self._staging_dir = Path(tempfile.mkdtemp(prefix="crystallize-stage-"))
+            if self._staging_root is not None:
+                os.makedirs(self._staging_root, exist_ok=True)
+            self._staging_dir = Path(tempfile.mkdtemp(prefix="crystallize-stage-", dir=self._staging_root))
         target = self._staging_dir / f"{len(self._records)}-{name}"
         self._records.append(ArtifactRecord(name, None, staged=target))
         return target
@@ -79,11 +91,30 @@ class ArtifactLog:
         """Drop every queued record."""
         self._records.clear()
 
+    def unwritten(self) -> ArtifactRecord | None:
+        """The first record whose staging path (:meth:`path`) has no file, if any."""
+        return next((r for r in self._records if r.staged is not None and not r.staged.exists()), None)
+
+    def discard(self) -> None:
+        """Drop every queued record and delete the files staged for them (a failed run's)."""
+        for record in self.drain():
+            if record.staged is not None:
+                clean_staged(record.staged)
+
     def __iter__(self) -> Iterator[ArtifactRecord]:
         return iter(self._records)
 
     def __len__(self) -> int:
         return len(self._records)
+
+
+def clean_staged(path: Path) -> None:
+    """Delete a staged file if it exists, then its staging folder once that is empty."""
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:  # other files still staged there, or already gone
+        pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from crystallize.execution.events import ConditionFinished, EventSink, ReplicateFinished
 from crystallize.execution.job import JobError, JobResult
+from crystallize.fingerprint.content import CONTENT_HASH
 from crystallize.graph.settings import ConditionInputs
 from crystallize.graph.plan import ConditionPlan
 from crystallize.store.layout import ExperimentStore
@@ -79,8 +80,8 @@ class ConditionRun:
                 metrics.append(stored.metrics if stored else None)
                 files = stored.artifacts if stored else None
             if files:
-                for name, (step, sha) in files.items():
-                    artifacts.setdefault(name, {"step": step, "sha256": {}})["sha256"][str(rep)] = sha
+                for name, (step, digest) in files.items():
+                    artifacts.setdefault(name, {"step": step, CONTENT_HASH: {}})[CONTENT_HASH][str(rep)] = digest
         return ConditionRecord(
             version=version, outcome=self.outcome(), replicates=self.replicates, seeds=seeds, metrics=metrics,
             tags=tags, errors={str(r): e.to_json() for r, e in self.errors().items()}, artifacts=artifacts,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -267,11 +268,12 @@ def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, Conditio
     """
     wanted = {(name, r) for name, run in runs.items() for r in run.plan.run}
     master, auto = settings.master_seed, settings.auto_seed
+    staging = os.path.abspath(settings.store.staging_dir)
     for r in range(settings.replicates):
         seed = replicate_seed(master, r, auto_seed=auto)
         for name, run in runs.items():
             if (name, r) in wanted:
-                yield Job(ref, name, r, seed, run.inputs.artifacts)
+                yield Job(ref, name, r, seed, run.inputs.artifacts, staging)
 
 
 class _GcSettings:

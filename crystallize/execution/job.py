@@ -102,6 +102,7 @@ class Job:
     replicate: int
     seed: int
     inputs: Mapping[str, ArtifactInput] = field(default_factory=dict)
+    staging: str | None = None  # folder for ctx.artifacts.path() files, on the store's file system
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,7 @@ def run_job(job: Job) -> JobResult:
     d = job.definition.get()
     values = copy.deepcopy(dict(d.initial_ctx)) if d.copy_initial else dict(d.initial_ctx)
     values["replicate"], values["condition"] = job.replicate, job.condition
-    ctx = FrozenContext._trusted(values, inputs=job.inputs, rng_factory=_RngFactory(job.seed))
+    ctx = FrozenContext._trusted(values, inputs=job.inputs, rng_factory=_RngFactory(job.seed), staging=job.staging)
     records: list[StepRecord] = []
     try:
         treatment = d.treatments.get(job.condition)
@@ -183,8 +184,16 @@ def run_job(job: Job) -> JobResult:
             with planned(d.pipeline.steps, d.step_cache):
                 d.pipeline._run_plan(d.step_plan, data, ctx, d.experiment, records)
     except (Exception, SystemExit) as exc:  # boundary: a user failure (even sys.exit) becomes data
+        if ctx._artifacts is not None:
+            ctx._artifacts.discard()
         return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
-    artifacts = tuple(ctx._artifacts.drain()) if ctx._artifacts is not None else ()
+    log = ctx._artifacts
+    if log is not None and (unwritten := log.unwritten()) is not None:
+        log.discard()  # the replicate fails: its other files must not reach the store either
+        message = f"step '{unwritten.step_name}' asked for ctx.artifacts.path({unwritten.name!r}) but wrote no file there"
+        error = JobError("ArtifactNotFoundError", message, message, unwritten.step_name)
+        return JobResult(job.condition, job.replicate, job.seed, None, error=error, provenance=tuple(records))
+    artifacts = tuple(log.drain()) if log is not None else ()
     tags = ctx.metrics.tags()
     return JobResult(job.condition, job.replicate, job.seed, ctx.metrics.take(), tags, artifacts, None, tuple(records))
 

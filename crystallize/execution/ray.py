@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import logging
 import os
 import tempfile
@@ -32,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crystallize.datasources.artifacts import ArtifactInput, ArtifactRecord
+from crystallize.datasources.artifacts import ArtifactInput, ArtifactRecord, clean_staged
 from crystallize.errors import MissingDependencyError, WorkerCrashError
 from crystallize.execution.job import _WORKER_DEFINITIONS, Job, JobError, JobResult, _load_definition
+from crystallize.fingerprint.content import bytes_digest
 from crystallize.execution.local import _ExecutionPlugin, _run_job_remote, refuse_while_bootstrapping
 
 if TYPE_CHECKING:
@@ -68,8 +68,8 @@ class ShippedFile:
 
     Attributes
     ----------
-    sha256 : str
-        Content hash (hex); the worker-side cache key.
+    digest : str
+        Content hash (BLAKE3 hex); the worker-side cache key.
     size : int
         Length in bytes; a same-path file of another size on the worker is not trusted.
     ref : tuple
@@ -77,7 +77,7 @@ class ShippedFile:
         starts; the worker fetches them only when its cache lacks this hash.
     """
 
-    sha256: str
+    digest: str
     size: int
     ref: tuple[Any, ...]
 
@@ -128,8 +128,8 @@ def materialise_inputs(inputs: Mapping[str, ArtifactInput], files: Mapping[str, 
 
     An input whose path exists here with the shipped size (same machine or a shared
     filesystem) is kept as is, unless ``trust_paths`` is false. Otherwise the file's bytes
-    are fetched once per content hash into ``cache_dir/<sha256>.blob`` and linked into
-    ``cache_dir/<sha256>/`` under the same relative layout, and the input is re-pointed there.
+    are fetched once per content hash into ``cache_dir/<digest>.blob`` and linked into
+    ``cache_dir/<digest>/`` under the same relative layout, and the input is re-pointed there.
 
     Parameters
     ----------
@@ -163,11 +163,11 @@ def materialise_inputs(inputs: Mapping[str, ArtifactInput], files: Mapping[str, 
 
 def _local_copy(pinned: ArtifactInput, path: Path, shipped: ShippedFile, fetch: Callable[[ShippedFile], bytes],
                 cache_dir: Path) -> ArtifactInput:
-    """``pinned`` re-pointed at ``cache_dir/<sha256>``, holding ``path``'s bytes at the same relative place."""
-    blob = cache_dir / f"{shipped.sha256}.blob"
+    """``pinned`` re-pointed at ``cache_dir/<digest>``, holding ``path``'s bytes at the same relative place."""
+    blob = cache_dir / f"{shipped.digest}.blob"
     if not _same_size(blob, shipped.size):
         _write_atomic(blob, fetch(shipped))
-    root = cache_dir / shipped.sha256
+    root = cache_dir / shipped.digest
     local = root / path.relative_to(pinned.version_dir)
     if not _same_size(local, shipped.size):
         _place(blob, local)
@@ -190,23 +190,10 @@ def _inline_staged(result: JobResult) -> JobResult:
         if rec.data is not None or rec.staged is None:
             records.append(rec)
             continue
-        try:
-            data = rec.staged.read_bytes()
-        except FileNotFoundError:
-            message = f"step '{rec.step_name}' asked for ctx.artifacts.path({rec.name!r}) but wrote no file there"
-            return dataclasses.replace(result, metrics=None, tags=None, artifacts=(),
-                                       error=JobError("ArtifactNotFoundError", message, message, rec.step_name))
-        rec.staged.unlink()
-        _remove_if_empty(rec.staged.parent)
+        data = rec.staged.read_bytes()  # run_job made sure it exists
+        clean_staged(rec.staged)
         records.append(ArtifactRecord(rec.name, data, rec.step_name))
     return dataclasses.replace(result, artifacts=tuple(records))
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
 
 
 def _worker_definition(key: str, holder: tuple[Any, ...]) -> Any:
@@ -366,14 +353,14 @@ class RayBackend:
                 self._blobs.move_to_end(known[0])
                 return ShippedFile(known[0], known[1], (self._blobs[known[0]][0],))
         data = path.read_bytes()
-        sha = hashlib.sha256(data).hexdigest()
+        digest = bytes_digest(data)
         with self._lock:
-            self._files[signature] = (sha, len(data))
-            if sha not in self._blobs:
-                self._blobs[sha] = (self._ray.put(data), len(data))
+            self._files[signature] = (digest, len(data))
+            if digest not in self._blobs:
+                self._blobs[digest] = (self._ray.put(data), len(data))
                 self._evict_blobs()
-            self._blobs.move_to_end(sha)
-            return ShippedFile(sha, len(data), (self._blobs[sha][0],))
+            self._blobs.move_to_end(digest)
+            return ShippedFile(digest, len(data), (self._blobs[digest][0],))
 
     def _evict_blobs(self) -> None:
         total = sum(size for _, size in self._blobs.values())

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from crystallize.errors import MissingMetricError
 from crystallize.execution.collect import ConditionRun, flatten
 from crystallize.execution.job import JobError, JobResult
+from crystallize.fingerprint.content import CONTENT_HASH
 from crystallize.graph.settings import ConditionInputs, RunSettings
 from crystallize.graph.plan import ConditionPlan
 from crystallize.names import BASELINE
@@ -117,7 +118,7 @@ def _artifact_paths(settings: RunSettings, records: Mapping[str, ConditionRecord
     store: ExperimentStore | None = None
     for name, rec in records.items():
         for file, info in rec.artifacts.items():
-            reps = sorted(int(r) for r in info.get("sha256", {}))
+            reps = sorted(int(r) for r in info.get(CONTENT_HASH, {}))
             if reps:
                 if store is None:  # absolute once per run (no realpath: a walk of lstat calls per run)
                     store = ExperimentStore(Path(os.path.abspath(settings.store.root)), settings.store.name)

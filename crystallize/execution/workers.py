@@ -39,7 +39,8 @@ _CRASH_HINT = f"segfault, os._exit or out of memory; {_GUARD_HINT}"
 
 
 def _worker_main(conn: Connection, run: Callable[[Job], JobResult]) -> None:
-    """Worker loop: receive ``(key, payload, forget, condition, replicate, seed, inputs)``, answer a JobResult."""
+    """Worker loop: receive ``(key, payload, forget, condition, replicate, seed, inputs, staging)``, answer a
+    JobResult."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     refs: dict[str, DefinitionRef] = {}
     while True:
@@ -49,13 +50,13 @@ def _worker_main(conn: Connection, run: Callable[[Job], JobResult]) -> None:
             return
         if message is None:
             return
-        key, payload, forget, condition, replicate, seed, inputs = message
+        key, payload, forget, condition, replicate, seed, inputs, staging = message
         for old in forget:
             refs.pop(old, None)
         try:
             if payload is not None:
                 refs[key] = _load_definition(key, payload)
-            result = run(Job(refs[key], condition, replicate, seed, inputs))
+            result = run(Job(refs[key], condition, replicate, seed, inputs, staging))
         except Exception as exc:  # boundary: a definition that will not load is this job's failure
             result = _failed(condition, replicate, seed, exc)
         _answer(conn, result)
@@ -203,7 +204,8 @@ class WorkerPool:
             while len(worker.known) > _KNOWN_DEFINITIONS:
                 forget.append(worker.known.popitem(last=False)[0])
         try:
-            worker.conn.send((key, payload, tuple(forget), job.condition, job.replicate, job.seed, dict(job.inputs)))
+            worker.conn.send((key, payload, tuple(forget), job.condition, job.replicate, job.seed, dict(job.inputs),
+                              job.staging))
         except OSError:
             pass  # the worker is dead; its exit sentinel reports the crash for this job
         except Exception as exc:  # pickling failed before anything was written to the pipe

@@ -1,6 +1,6 @@
 """Content hashes of declared input files, cached by file identity and stat.
 
-A file is hashed (streaming SHA-256, 1 MiB chunks) only when its cache entry is
+A file is hashed (BLAKE3, :func:`~crystallize.fingerprint.content.file_digest`) only when its cache entry is
 missing, its ``(resolved path, size, mtime_ns, inode)`` changed, or the entry is
 *racy*: the file's mtime lay within 2 s of the moment the hash was taken, so a
 later write in the same timestamp tick could hide behind an unchanged stat
@@ -10,7 +10,6 @@ later write in the same timestamp tick could hide behind an unchanged stat
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -21,14 +20,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from crystallize.fingerprint.content import file_digest
+
 __all__ = ["RACY_WINDOW_NS", "FileHashCache", "resolve_declared_files"]
 
 logger = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20
 #: An entry whose file mtime is closer than this to its hashing time is re-hashed (ns).
 RACY_WINDOW_NS = 2_000_000_000
-_SCHEMA = 1
+_SCHEMA = 2  # 2: BLAKE3 digests (1 held SHA-256; such a cache is dropped and rebuilt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,17 +45,6 @@ class _Entry:
     @property
     def racy(self) -> bool:
         return self.recorded_ns - self.mtime_ns < RACY_WINDOW_NS
-
-
-def _hash_file(path: Path) -> str:
-    """SHA-256 hex of a file's bytes, read in 1 MiB chunks."""
-    hasher = hashlib.sha256()
-    buffer = bytearray(CHUNK_BYTES)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as stream:
-        while count := stream.readinto(buffer):
-            hasher.update(view[:count])
-    return hasher.hexdigest()
 
 
 class FileHashCache:
@@ -96,7 +85,7 @@ class FileHashCache:
         return self._entries
 
     def digest(self, file: Path) -> str:
-        """SHA-256 hex digest of a file's content, from the cache when its stat is unchanged.
+        """Content digest (BLAKE3 hex) of a file, from the cache when its stat is unchanged.
 
         Parameters
         ----------
@@ -106,7 +95,7 @@ class FileHashCache:
         Returns
         -------
         str
-            64 hex characters, the plain SHA-256 of the bytes (as ``sha256sum``).
+            64 hex characters, the plain BLAKE3 of the bytes (as ``b3sum`` prints).
 
         Raises
         ------
@@ -120,7 +109,7 @@ class FileHashCache:
         entry = entries.get(key)
         if entry is not None and entry.matches(stat) and not entry.racy:
             return entry.digest
-        digest = _hash_file(resolved)  # stat taken before reading: a write meanwhile shows next time
+        digest = file_digest(resolved)  # stat taken before reading: a write meanwhile shows next time
         fresh = _Entry(stat.st_size, stat.st_mtime_ns, stat.st_ino, digest, time.time_ns())
         with self._lock:
             entries[key] = fresh

@@ -16,6 +16,7 @@ from crystallize.names import BASELINE
 from crystallize.plugins.builtin import ArtifactPlugin, SeedPlugin, default_seed_function
 from crystallize.store.layout import ExperimentStore
 from crystallize.store.reader import latest_record
+from crystallize.fingerprint.content import CONTENT_HASH
 from crystallize.graph.status import StaleKind
 from crystallize.store.record import ConditionOutcome, ConditionRecord, RunRecord, UpstreamPin
 
@@ -232,7 +233,7 @@ def resolve_inputs(experiment: Experiment, conditions: Sequence[str],
                                                     entry.get("step", "_unknown_step"), record.replicates)
             pins.append(UpstreamPin(artifact.producer_name or "", artifact.name, record.version, source,
                                     fallback=source != condition))
-            content.append(UpstreamContent(artifact.key, record.replicates, dict(entry.get("sha256", {}))))
+            content.append(UpstreamContent(artifact.key, record.replicates, dict(entry.get(CONTENT_HASH, {}))))
         out[condition] = ConditionInputs(artifacts, tuple(pins), blocked, blocked_by, tuple(content), blocked_kind)
     return out
 

@@ -2,6 +2,8 @@
 
 ::
 
+    <root>/.staging/                         files steps write through ctx.artifacts.path(), until the
+                                             runner moves them into a version (same file system: a rename)
     <root>/<experiment>/
       .lock                                  filelock for read-modify-write of shared files
       v<N>/
@@ -46,6 +48,11 @@ class ExperimentStore:
     def __post_init__(self) -> None:
         object.__setattr__(self, "dir", Path(self.root) / self.name)
         object.__setattr__(self, "_version_dirs", {})
+
+    @property
+    def staging_dir(self) -> Path:
+        """``<root>/.staging``: where jobs on this machine stage large artifact files."""
+        return Path(self.root) / ".staging"
 
     @property
     def lock_path(self) -> Path:

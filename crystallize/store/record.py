@@ -58,7 +58,8 @@ class ConditionRecord:
     errors : dict[str, dict]
         Replicate index (as text) -> ``{"type", "message", "traceback", "step"}``.
     artifacts : dict[str, dict]
-        File name -> ``{"step": StepName, "sha256": {replicate: hex digest}}``.
+        File name -> ``{"step": StepName, "blake3": {replicate: hex digest}}`` (see
+        :mod:`crystallize.fingerprint.content`).
     fingerprint : str or None
         Condition fingerprint when it was run (``None``: not reusable).
     inputs : dict

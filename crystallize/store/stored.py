@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from crystallize.fingerprint.content import CONTENT_HASH
 from crystallize.store.layout import ExperimentStore
 from crystallize.store.reader import read_journal
 from crystallize.store.record import ConditionOutcome, ConditionRecord
@@ -50,8 +51,8 @@ def _from_record(store: ExperimentStore, record: ConditionRecord, name: str) -> 
     for rep, metrics in enumerate(record.metrics):
         if metrics is None or str(rep) in record.errors:
             continue
-        arts = {file: (info["step"], info["sha256"][str(rep)])
-                for file, info in record.artifacts.items() if str(rep) in info.get("sha256", {})}
+        arts = {file: (info["step"], info[CONTENT_HASH][str(rep)])
+                for file, info in record.artifacts.items() if str(rep) in info.get(CONTENT_HASH, {})}
         if not _present(store, record, name, rep, arts):
             continue
         seed = record.seeds[rep] if rep < len(record.seeds) else None

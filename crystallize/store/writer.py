@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crystallize.datasources.artifacts import clean_staged
+from crystallize.fingerprint.content import digest_while, file_digest
 from crystallize.store.atomic import json_text, move_into_place, write_bytes, write_json
 from crystallize.store.layout import ExperimentStore
 
@@ -18,41 +18,9 @@ if TYPE_CHECKING:
     from crystallize.datasources.artifacts import ArtifactRecord
     from crystallize.store.record import RunRecord
 
-__all__ = ["VersionWriter", "file_sha256"]
+__all__ = ["VersionWriter"]
 
 _JOURNAL_SECONDS = 1.0  # buffered entries reach the journal this often: a crash loses at most that much work
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-_OVERLAP_BYTES = 1 << 20  # from this size on, hashing runs beside the write (a thread costs ~0.1 ms)
-
-
-def _hash_while(data: bytes | memoryview, write: Callable[[], None]) -> str:
-    """SHA-256 hex digest of ``data``, computed while ``write()`` runs.
-
-    ``hashlib`` releases the GIL while it hashes a large buffer and file writes release it
-    too, so for big artifacts the two overlap instead of adding up.
-    """
-    digest = hashlib.sha256()
-    if len(data) < _OVERLAP_BYTES:
-        digest.update(data)
-        write()
-        return digest.hexdigest()
-    hasher = threading.Thread(target=digest.update, args=(data,), name="crystallize-sha256")
-    hasher.start()
-    try:
-        write()
-    finally:
-        hasher.join()
-    return digest.hexdigest()
 
 
 def _torn(path: Path) -> bool:
@@ -88,20 +56,21 @@ class VersionWriter:
 
     def persist_artifacts(self, condition: str, replicate: int,
                           records: Iterable[ArtifactRecord]) -> dict[str, tuple[str, str]]:
-        """Write one job's artifact files; returns ``{file: (step, sha256)}``."""
+        """Write one job's artifact files; returns ``{file: (step, content digest)}``."""
         written: dict[str, tuple[str, str]] = {}
         for rec in records:
             step = rec.step_name or "_unknown_step"
             path = self.store.artifact(self.version, replicate, condition, step, rec.name)
             if rec.data is not None:
-                sha = _hash_while(rec.data, lambda data=rec.data, path=path: write_bytes(path, data,
-                                                                                       durable=self.durable))
+                digest = digest_while(rec.data, lambda data=rec.data, path=path: write_bytes(path, data,
+                                                                                        durable=self.durable))
             else:
                 assert rec.staged is not None
-                sha = file_sha256(rec.staged)
+                digest = file_digest(rec.staged)
                 move_into_place(rec.staged, path, durable=self.durable)
+                clean_staged(rec.staged)  # its staging folder, once empty
             self.manifest[rec.name] = step
-            written[rec.name] = (step, sha)
+            written[rec.name] = (step, digest)
         return written
 
     def journal(self, condition: str, entry: Any) -> None:

@@ -188,7 +188,7 @@ def test_materialise_fetches_each_content_hash_once(tmp_path: Path) -> None:
     fetched: list[str] = []
 
     def fetch(shipped: ShippedFile) -> bytes:
-        fetched.append(shipped.sha256)
+        fetched.append(shipped.digest)
         return b"payload"
 
     runner_side = _input(tmp_path / "elsewhere")  # does not exist on this "worker"
