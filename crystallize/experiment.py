@@ -7,7 +7,6 @@ Building an experiment does no I/O. ``run``, ``status`` and ``apply`` are thin f
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from crystallize.plugins.base import BasePlugin
 from crystallize.plugins.builtin import ArtifactPlugin, LoggingPlugin, SeedPlugin
 from crystallize.steps import Pipeline, PipelineStep
 from crystallize.treatments import Treatment
+from crystallize.utils.cache import compute_hash
 
 if TYPE_CHECKING:
     from crystallize.experiment_builder import ExperimentBuilder
@@ -137,8 +137,9 @@ class Experiment:
     # identity -----------------------------------------------------------------
     @property
     def id(self) -> str:
-        """SHA-256 of the pipeline signature (stable across processes)."""
-        return hashlib.sha256(self.pipeline.signature().encode()).hexdigest()
+        """``compute_hash(pipeline.signature())``: SHA-256 of the pickled signature, as in 0.27
+        (stable across processes, since the signature holds no memory addresses)."""
+        return compute_hash(self.pipeline.signature())
 
     @property
     def store_name(self) -> str:

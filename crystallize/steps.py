@@ -356,16 +356,17 @@ class Pipeline:
         self._provenance: tuple[Sequence[PipelineStep], list[StepRecord]] = ((), [])  # steps as run, records
 
     def signature(self) -> str:
-        """Stable text identity: step class names and explicit parameters.
+        """Stable text identity: each step's class name and explicit parameters, ``|``-joined.
 
-        Plain values (str, int, float, bool, None) appear with their ``repr``; other
-        objects by type name only, so the text never holds a memory address
-        (crystallize-ml 0.27's signatures did, W-14).
+        Shaped as in crystallize-ml 0.27 (``"ShiftStep{'offset': 1.5}|SummariseStep{}"``),
+        with two changes so the text is the same in every process: parameters are sorted
+        by name, and values other than str, int, float, bool and None appear by type name
+        only, never with a memory address (0.27's did, W-14).
         """
         def show(value: Any) -> str:
             return repr(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
 
-        return "|".join(s.name + "{" + ", ".join(f"{k}={show(v)}" for k, v in sorted(s.params.items())) + "}"
+        return "|".join(s.name + "{" + ", ".join(f"{k!r}: {show(v)}" for k, v in sorted(s.params.items())) + "}"
                         for s in self.steps)
 
     def get_provenance(self) -> list[dict[str, Any]]:

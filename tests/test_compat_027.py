@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import pickle
 import json
 import logging
 import random
@@ -90,7 +91,8 @@ class TestMinimalExperiment:
 
     def test_unnamed_experiment_folder_is_the_stable_id(self, tmp_path: Path) -> None:
         exp = Experiment(datasource=scores(), pipeline=Pipeline([shift(), summarise()]))
-        expected = hashlib.sha256(exp.pipeline.signature().encode()).hexdigest()
+        expected = hashlib.sha256(pickle.dumps(exp.pipeline.signature())).hexdigest()
+        assert exp.pipeline.signature() == "ShiftStep{}|SummariseStep{}"
         assert exp.id == expected and len(exp.id) == 64
         exp.run()
         assert (tmp_path / "data" / expected / "v0" / "baseline" / ".crystallize_complete").exists()

@@ -8,8 +8,6 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from crystallize.store.atomic import write_bytes
-
 __all__ = ["cache_path", "compute_hash", "load_cache", "store_cache"]
 
 
@@ -40,4 +38,6 @@ def load_cache(step_hash: str, input_hash: str) -> Any:
 
 def store_cache(step_hash: str, input_hash: str, data: Any) -> None:
     """Store ``data`` atomically."""
+    from crystallize.store.atomic import write_bytes  # here, so definitions can use compute_hash without the store
+
     write_bytes(cache_path(step_hash, input_hash), pickle.dumps(data))
