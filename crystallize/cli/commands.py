@@ -25,9 +25,20 @@ def _load(args: argparse.Namespace, console: Console | None) -> ExperimentGraph:
     return graph
 
 
+def _disabled(exp: Any) -> tuple[str, ...]:
+    """Treatments switched off in ``config.state.json`` (YAML experiments only)."""
+    return tuple(getattr(exp, "disabled_treatments", ()))
+
+
 def _select_treatments(graph: ExperimentGraph, names: list[str]) -> None:
-    """Keep only the named treatments (own and inherited); an unknown name is a usage error."""
+    """Keep only the named treatments (own and inherited); an unknown or disabled name is a usage error."""
     defined = {t.name for exp in graph.experiments.values() for t in exp.treatments}
+    disabled = {n: exp for exp in graph.experiments.values() for n in _disabled(exp)}
+    off = sorted((set(names) - defined) & set(disabled))
+    if off:
+        state = Path(disabled[off[0]].config_path).parent / "config.state.json"
+        raise ValueError(f"treatment(s) {', '.join(off)} disabled in {state}; remove them from "
+                         "'inactive_treatments' there to run them")
     unknown = sorted(set(names) - defined)
     if unknown:
         raise ValueError(f"unknown treatment(s) {', '.join(unknown)}; defined: {', '.join(sorted(defined)) or 'none'}")
@@ -44,16 +55,18 @@ def _why(reason: Any) -> str:
     return f"{reason.kind.value}: {reason.detail}"
 
 
-def _report_reuse(console: Console, outcomes: dict[str, Any]) -> None:
+def _report_reuse(console: Console, graph: ExperimentGraph, outcomes: dict[str, Any]) -> None:
     from crystallize.graph.status import NodeState
 
     for name, outcome in outcomes.items():
         blocked = [n for n, p in outcome.plans.items() if p.status.state is NodeState.BLOCKED]
         reused = [n for n, p in outcome.plans.items() if not p.executes and n not in blocked]
         ran = {n: p.status.reasons[0] for n, p in outcome.plans.items() if p.executes and p.status.reasons}
+        disabled = _disabled(graph.experiments[name]) if name in graph else ()
         parts = [f"reused {', '.join(reused)}"] if reused else []
         parts += [f"ran {n} ({_why(r)})" for n, r in ran.items()]
         parts += [f"[magenta]blocked {', '.join(blocked)}[/] (an upstream condition failed)"] if blocked else []
+        parts += [f"[dim]skipped {', '.join(disabled)} (disabled in config.state.json)[/]"] if disabled else []
         console.print(f"[bold]{name}[/]: " + "; ".join(parts), highlight=False)
 
 
@@ -95,9 +108,9 @@ def run(args: argparse.Namespace) -> int:
     with RunProgress(console, len(graph)) as progress:
         outcome = run_graph(graph, replicates=args.replicates, strategy=args.strategy, only=args.only,
                             upto=args.upto, force=args.force, backend=args.backend, on_event=progress)
-    _report_reuse(console, outcome.outcomes)
+    _report_reuse(console, graph, outcome.outcomes)
     for name, node in outcome.outcomes.items():
-        console.print(metrics_table(name, node))
+        console.print(metrics_table(name, node, disabled=_disabled(graph.experiments[name]) if name in graph else ()))
         table = hypothesis_table(name, node)
         if table is not None:
             console.print(table)
@@ -164,8 +177,22 @@ def _folder_graph(path: Path, cache: dict[Path, Any]) -> Any:
     return cache[folder]
 
 
+def _list_row(root: Path, path: Path, graph: Any, *, show_hidden: bool) -> tuple[str, ...] | None:
+    """The table row of one loaded config, or None when it is ``cli: {hidden: true}``."""
+    name, exp = next((n, e) for n, e in graph.experiments.items() if getattr(e, "config_path", None) == path)
+    if getattr(exp, "cli", {}).get("hidden") and not show_hidden:
+        return None
+    linked = graph.upstream(name) or list(graph._graph.successors(name))
+    return (str(path.parent.relative_to(root)), exp.store_name, f"graph node ({graph.name})" if linked else
+            "experiment", str(exp.replicates), ", ".join(t.name for t in exp.treatments))
+
+
 def list_configs(args: argparse.Namespace) -> int:
-    """``crystallize list``: every config.yaml under ROOT, with load errors per file."""
+    """``crystallize list``: every config.yaml under ROOT, with load errors per file.
+
+    Experiments with ``cli: {hidden: true}`` are left out unless ``--all`` is given; a
+    config that fails to load is always listed, hidden or not.
+    """
     from rich.table import Table
 
     from crystallize.config.loader import find_configs, load_graph
@@ -179,7 +206,7 @@ def list_configs(args: argparse.Namespace) -> int:
     table = Table(title=f"experiments under {root.resolve()}", title_justify="left")
     for column in ("folder", "name", "kind", "replicates", "treatments"):
         table.add_column(column, overflow="fold")
-    errors, folders = 0, {}
+    errors, hidden, folders = 0, 0, {}
     for path in find_configs(root):
         graph = _folder_graph(path, folders)
         try:
@@ -188,9 +215,11 @@ def list_configs(args: argparse.Namespace) -> int:
             errors += 1
             table.add_row(str(path.parent.relative_to(root)), "", "[red]error[/]", "", str(exc))
             continue
-        name, exp = next((n, e) for n, e in graph.experiments.items() if getattr(e, "config_path", None) == path)
-        linked = graph.upstream(name) or list(graph._graph.successors(name))
-        table.add_row(str(path.parent.relative_to(root)), exp.store_name, f"graph node ({graph.name})" if linked else
-                      "experiment", str(exp.replicates), ", ".join(t.name for t in exp.treatments))
+        row = _list_row(root, path, graph, show_hidden=getattr(args, "all", False))
+        hidden += row is None
+        if row is not None:
+            table.add_row(*row)
+    if hidden:
+        table.caption = f"{hidden} hidden (cli: hidden: true); --all lists them"
     console.print(table)
     return EXIT_FAILED if errors else EXIT_OK

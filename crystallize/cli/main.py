@@ -31,11 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a graph, reusing what is fresh")
     _add_graph_args(run)
     run.add_argument("--strategy", choices=("resume", "rerun"), default="resume")
-    run.add_argument("--only", action="append", metavar="NODE", help="run only this node (repeatable)")
+    run.add_argument("--only", action="extend", nargs="+", metavar="NODE",
+                     help="run only these nodes (a list, or repeat the option)")
     run.add_argument("--upto", metavar="NODE", help="run this node and its ancestors")
-    run.add_argument("--force", action="append", metavar="NODE", help="rerun this node even if fresh (repeatable)")
+    run.add_argument("--force", action="extend", nargs="+", metavar="NODE",
+                     help="rerun these nodes even if fresh (a list, or repeat the option)")
     run.add_argument("--replicates", type=int, metavar="K", help="replicates for every node")
-    run.add_argument("--treatment", action="append", metavar="T", help="run only these defined treatments")
+    run.add_argument("--treatment", action="extend", nargs="+", metavar="T",
+                     help="run only these defined treatments (a list, or repeat the option)")
     run.add_argument("--backend", choices=("serial", "thread", "process", "async", "ray"))
     run.add_argument("--workers", type=int, metavar="K", help="worker count for thread/process backends")
     run.add_argument("--seed", type=int, metavar="S", help="graph master seed")
@@ -52,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--hops", type=int, default=1, metavar="K", help="edges around --focus (default 1)")
     listing = sub.add_parser("list", help="discovered experiments and graphs")
     listing.add_argument("root", nargs="?", default=".")
+    listing.add_argument("--all", action="store_true", help="also list experiments with cli: {hidden: true}")
     return parser
 
 

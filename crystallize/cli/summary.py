@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -41,8 +41,12 @@ def _how(outcome: ExperimentOutcome, condition: str) -> str:
     return "ran" if condition in outcome.ran else "reused"
 
 
-def metrics_table(name: str, outcome: ExperimentOutcome) -> Table:
-    """Rows: conditions (with their ``(vN)``); columns: metrics as mean ± sd over replicates."""
+def metrics_table(name: str, outcome: ExperimentOutcome, *, disabled: Sequence[str] = ()) -> Table:
+    """Rows: conditions (with their ``(vN)``); columns: metrics as mean ± sd over replicates.
+
+    ``disabled`` names treatments switched off in ``config.state.json``: each gets a row
+    labelled ``disabled`` so the summary says why it has no metrics.
+    """
     result = outcome.result
     blocked = result.provenance.get("blocked", [])
     rows: list[tuple[str, str, Mapping[str, list[Any]]]] = []
@@ -61,6 +65,8 @@ def metrics_table(name: str, outcome: ExperimentOutcome) -> Table:
         table.add_row(label, how, *[_cell(list(metrics.get(m, []))) for m in names])
     for cond in blocked:
         table.add_row(cond, "[magenta]blocked[/]", *["-" for _ in names])
+    for cond in disabled:
+        table.add_row(cond, "[dim]disabled[/]", *["-" for _ in names])
     return table
 
 

@@ -94,6 +94,7 @@ def _source(cfg: ExperimentConfig, alias: str, value: Any, upstream: Mapping[str
     key = f"datasource.{alias}"
     if isinstance(value, str) and "#" in value:
         producer_name, _, output = value.partition("#")
+        producer_name, output = cfg.refs.get(alias, (producer_name, output))  # resolved by the graph loader
         producer = upstream.get(producer_name)
         if producer is None:
             raise ConfigError(f"reference '{value}' needs ExperimentGraph.from_yaml (no experiment "
@@ -294,6 +295,9 @@ def _check_misc(cfg: ExperimentConfig) -> None:
     cli = data.get("cli") or {}
     expect(cli, dict, path=cfg.path, key="cli")
     check_keys(cli, CLI_KEYS, path=cfg.path, where="cli")
+    for key, kind in (("group", str), ("priority", int), ("icon", str), ("color", str), ("hidden", bool)):
+        if cli.get(key) is not None:
+            expect(cli[key], kind, path=cfg.path, key=f"cli.{key}")
     if "replicates" in data:
         expect(data["replicates"], int, path=cfg.path, key="replicates")
     if data.get("strategy") not in (None, "resume", "rerun"):

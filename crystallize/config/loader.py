@@ -151,11 +151,37 @@ def _collect(paths: list[Path]) -> dict[str, ExperimentConfig]:
     return configs
 
 
+def _siblings(configs: Mapping[str, ExperimentConfig], *, besides: str) -> str:
+    """``"a, b (folder b_dir)"``: the experiments other than ``besides`` that a reference may name."""
+    return ", ".join(name if cfg.path.parent.name == name else f"{name} (folder {cfg.path.parent.name})"
+                     for name, cfg in sorted(configs.items()) if name != besides) or "none"
+
+
+def _resolve_refs(configs: dict[str, ExperimentConfig]) -> None:
+    """Point every ``exp#output`` reference at a sibling: by ``name:``, else by folder name (spec section 11).
+
+    Raises
+    ------
+    ConfigError
+        When no sibling has that name or folder; the message lists the siblings.
+    """
+    by_folder = {cfg.path.parent.name: name for name, cfg in configs.items()}
+    for cfg in configs.values():
+        for alias, (producer, output) in cfg.refs.items():
+            target = producer if producer in configs else by_folder.get(producer)
+            if target is None:
+                siblings = _siblings(configs, besides=cfg.name)
+                raise ConfigError(f"reference to unknown experiment '{producer}'; no sibling has that name or "
+                                  f"folder (siblings: {siblings})", path=cfg.path, key=f"datasource.{alias}")
+            cfg.refs[alias] = (target, output)
+
+
 def load_graph(path: Path) -> Any:
     """Load a graph: a folder of experiment folders, an experiment folder, or one ``config.yaml``.
 
     With a single experiment (file or folder), its siblings are searched for the
-    experiments it references, transitively. The store root is ``<graph folder>/data``
+    experiments it references, transitively. A reference ``exp#output`` names a sibling
+    by its ``name:``, or else by its folder name. The store root is ``<graph folder>/data``
     and stores are versioned.
     """
     from crystallize.config.build import build_experiment
@@ -172,6 +198,7 @@ def load_graph(path: Path) -> Any:
     if not paths:
         raise ConfigError("no experiment folders (sub-folders with config.yaml) found", path=path)
     configs = _collect(paths)
+    _resolve_refs(configs)
     if start.is_file():
         configs = _needed(configs, _read_name(start, configs))
     graph_cfg = _graph_settings(folder)

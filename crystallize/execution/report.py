@@ -78,13 +78,19 @@ def running_record(settings: RunSettings, plans: Mapping[str, ConditionPlan], ru
 
 
 def log_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
-    """Say when a condition reads the upstream baseline (the designed fallback, so INFO, not a
-    warning as in 0.27; the pin in run.json records it too)."""
+    """Warn when a condition reads the upstream baseline because the upstream lacks that condition.
+
+    One WARNING per condition and artifact (0.27 warned once per replicate), worded like
+    0.27's (reference section 12.3): it names the experiment, the artifact, the condition, the
+    upstream experiment and its version, and ends in "falling back to 'baseline'". The pin in
+    ``run.json`` records the fallback too (``"fallback": true``).
+    """
     for name, run in runs.items():
         for pin in run.inputs.pins:
             if pin.fallback:
-                logger.info("%s: upstream '%s' has no condition '%s'; condition '%s' reads its baseline %s (v%d)",
-                               experiment, pin.producer, name, name, pin.artifact, pin.version)
+                logger.warning("%s: artifact %s for condition '%s' not found in upstream '%s' (v%d); "
+                               "falling back to 'baseline'.", experiment, pin.artifact, name, pin.producer,
+                               pin.version)
 
 
 def _no_inputs(plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun]) -> dict[str, ConditionInputs]:
@@ -208,7 +214,7 @@ def finish_run(experiment: Experiment, settings: RunSettings, plans: Mapping[str
                        running.graph)
     previous_manifest = _read_manifest(settings, version) if previous is not None else None
     writer.write_manifest(previous_manifest)
-    writer.write_metadata(settings.replicates, experiment.id, settings.name)
+    writer.write_metadata(settings.replicates, experiment.id, experiment.name)  # 0.27: null when unnamed
     writer.write_record(record)
     return ExperimentOutcome(result, record, settings.store, plans, version, deferred)
 

@@ -200,8 +200,30 @@ class ExperimentGraph:
 
     @staticmethod
     def visualize_from_yaml(path: str | Path, output: str | Path | None = None) -> str:
-        """Load a YAML graph and return its DOT source; write a picture when ``output`` is given."""
+        """Print a YAML graph's dependencies and execution order (as 0.27 did) and return its DOT source.
+
+        Parameters
+        ----------
+        path : str or Path
+            A graph folder, an experiment folder or one ``config.yaml``.
+        output : str or Path, optional
+            Also write a picture there (svg, png, pdf, dot, mmd; see :meth:`render`).
+
+        Returns
+        -------
+        str
+            DOT source of the graph.
+
+        Examples
+        --------
+        For examples-0.27 section 9 it prints::
+
+            Dependencies:
+            producer -> consumer
+            Execution order: producer -> consumer
+        """
         graph = ExperimentGraph.from_yaml(path)
+        print(_dependencies_text(graph))  # 0.27's documented output: this facade prints by contract
         if output is not None:
             graph.render(output)
         return graph.to_dot()
@@ -324,3 +346,15 @@ class ExperimentGraph:
         from crystallize.graph import render
 
         return render.to_svg(self.view(status=False), status=False)
+
+
+def _dependencies_text(graph: ExperimentGraph) -> str:
+    """``Dependencies:``, one ``upstream -> downstream`` line per edge, then ``Execution order: a -> b``.
+
+    Edges are listed in execution order of their upstream node, then of their downstream node.
+    """
+    order = graph.order()
+    rank = {name: i for i, name in enumerate(order)}
+    edges = sorted(graph._graph.edges(), key=lambda e: (rank[e[0]], rank[e[1]]))
+    lines = ["Dependencies:", *(f"{up} -> {down}" for up, down in edges)]
+    return "\n".join([*lines, f"Execution order: {' -> '.join(order)}"])

@@ -150,7 +150,8 @@ class VersionWriter:
         except OSError:
             pass
 
-    def write_metadata(self, replicates: int, exp_id: str, name: str) -> None:
+    def write_metadata(self, replicates: int, exp_id: str, name: str | None) -> None:
+        """0.27's ``metadata.json``: ``name`` is ``None`` (JSON null) for an unnamed experiment."""
         write_json(self.store.metadata(self.version), {"replicates": replicates, "id": exp_id, "name": name},
                    durable=self.durable)
 
