@@ -205,6 +205,9 @@ class Experiment:
             Hypotheses without treatments, or an unknown strategy.
         MissingMetricError
             A hypothesis names a metric no condition recorded (raised after results are stored).
+        ExecutionError
+            A plugin's ``run_experiment_loop`` returned without running every replicate
+            (raised after the replicates that ran are stored).
         """
         from crystallize.execution.engine import run_experiment
 
@@ -232,8 +235,9 @@ class Experiment:
     def apply(self, treatment: Treatment | str | None = None, *, data: Any = None, seed: int | None = None) -> Any:
         """Run the pipeline once, in memory, and return the last step's data.
 
-        Nothing is written to the store and no hooks run. Steps returning
-        ``(data, metrics)`` are unpacked as in :meth:`run`; async steps are awaited.
+        Nothing is written to the store and no plugin hooks run; the steps' ``setup`` and
+        ``teardown`` do. Steps returning ``(data, metrics)`` are unpacked as in :meth:`run`;
+        async steps are awaited.
         """
         from crystallize.execution.single import apply_once
 

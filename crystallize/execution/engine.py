@@ -6,6 +6,8 @@ by :func:`crystallize.graph.plan.plan_conditions`.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import gc
 import logging
 import os
@@ -24,6 +26,7 @@ from crystallize.execution.collect import Collector, ConditionRun
 from crystallize.execution.events import EventSink, RunStarted
 from crystallize.execution.job import DefinitionRef, Job, JobResult, RunDefinition, run_job
 from crystallize.execution.local import SerialBackend, refuse_while_bootstrapping
+from crystallize.execution.loop import run_custom_loop
 from crystallize.execution.step_cache import cache_plan
 from crystallize.execution.report import assemble
 from crystallize.graph.settings import (ConditionInputs, RunSettings, UpstreamRun, resolve_inputs, resolve_settings,
@@ -210,19 +213,19 @@ def _condition_runs(settings: RunSettings, plans: Mapping[str, ConditionPlan],
     return runs
 
 
-def _definition(experiment: Experiment, settings: RunSettings, remote: bool) -> DefinitionRef:
+def _definition(experiment: Experiment, settings: RunSettings, setup: _Setup, remote: bool) -> DefinitionRef:
     definition = RunDefinition(
         experiment_name=settings.name, datasource=experiment.datasource, pipeline=experiment.pipeline,
-        initial_ctx=experiment.initial_ctx, treatments={k: v for k, v in settings.conditions.items() if v is not None},
+        initial_ctx=setup.values, treatments={k: v for k, v in settings.conditions.items() if v is not None},
         plugins=tuple(experiment.plugins), seed_fn=settings.seed_fn, experiment=experiment,
         step_cache=cache_plan(experiment.pipeline.steps))
     ref = DefinitionRef(f"{settings.name}:{uuid.uuid4().hex}", definition)
     if remote:
-        _preflight(ref, experiment, settings)
+        _preflight(ref, experiment, settings, setup)
     return ref
 
 
-def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings) -> None:
+def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings, setup: _Setup) -> None:
     """Serialise the definition before any work, naming the part that will not travel."""
     import cloudpickle
 
@@ -233,7 +236,7 @@ def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings
         cause = exc
     parts: list[tuple[str, Any]] = [("datasource", experiment.datasource)]
     parts += [(f"step '{s.name}'", s) for s in experiment.pipeline.steps]
-    parts += [(f"initial_ctx key '{k}'", v) for k, v in experiment.initial_ctx.items()]
+    parts += [(setup.origin(k), v) for k, v in setup.values.items()]
     parts += [(f"treatment '{k}'", v) for k, v in settings.conditions.items() if v is not None]
     parts += [(f"plugin {type(p).__name__}", p) for p in experiment.plugins]
     for what, obj in parts:
@@ -244,10 +247,22 @@ def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings
     raise SerializationError(f"experiment '{settings.name}'", cause) from cause
 
 
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """The context the steps' ``setup`` built: every replicate-condition context starts from
+    ``values`` (``initial_ctx`` plus the keys setup added); ``added`` names the step that
+    added each new key, for errors."""
+
+    values: Mapping[str, Any]
+    added: Mapping[str, str]  # key -> step name
+
+    def origin(self, key: str) -> str:
+        step = self.added.get(key)
+        return f"initial_ctx key '{key}'" if step is None else f"context key '{key}' (added by {step}.setup)"
+
+
 def _setup_context(experiment: Experiment, settings: RunSettings) -> FrozenContext:
     """The context ``step.setup`` receives; a value that cannot be copied is named (jobs copy it too)."""
-    import copy
-
     try:
         return FrozenContext(experiment.initial_ctx)
     except Exception as exc:  # boundary: name the culprit key
@@ -258,6 +273,23 @@ def _setup_context(experiment: Experiment, settings: RunSettings) -> FrozenConte
         except Exception as exc:
             raise SerializationError(f"initial_ctx key '{key}' of experiment '{settings.name}'", exc) from exc
     raise cause
+
+
+def _run_setup(experiment: Experiment, settings: RunSettings, ctx: FrozenContext) -> _Setup:
+    """Call every step's ``setup(ctx)``; a key it adds must deep-copy, as ``initial_ctx`` values must."""
+    added: dict[str, str] = {}
+    for step in experiment.pipeline.steps:
+        step.setup(ctx)
+        for key in ctx:
+            if key not in added and key not in experiment.initial_ctx:
+                added[key] = step.name
+    setup = _Setup(dict(ctx.as_dict()), added)
+    for key in added:  # jobs deep-copy the context: fail now, naming the key, not once per replicate
+        try:
+            copy.deepcopy(ctx[key])
+        except Exception as exc:
+            raise SerializationError(f"{setup.origin(key)} of experiment '{settings.name}'", exc) from exc
+    return setup
 
 
 def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, ConditionRun]) -> Iterator[Job]:
@@ -364,30 +396,6 @@ def _collect_some(pending: set[Future[JobResult]], collector: Collector) -> set[
     return pending
 
 
-def _custom_loop(experiment: Experiment, plugin: Any, jobs: Sequence[Job], collector: Collector) -> None:
-    """0.27 contract: ``plugin.run_experiment_loop(experiment, replicate_fn)`` with a sync ``replicate_fn``."""
-    from crystallize.execution.report import replicate_result
-
-    by_rep: dict[int, list[Job]] = {}
-    for job in jobs:
-        by_rep.setdefault(job.replicate, []).append(job)
-    done: list[JobResult] = []
-
-    def replicate_fn(rep: int) -> Any:
-        results = [run_job(job) for job in by_rep.get(rep, [])]
-        done.extend(results)
-        return replicate_result(results, experiment.pipeline.steps)
-
-    original = experiment.replicates
-    experiment.replicates = max(by_rep, default=-1) + 1
-    try:
-        plugin.run_experiment_loop(experiment, replicate_fn)
-    finally:
-        experiment.replicates = original
-    for result in sorted(done, key=lambda r: (r.replicate, r.condition)):
-        collector.add(result)
-
-
 def _warn_shared_random_state(settings: RunSettings, backend: Backend | None) -> None:
     """Threads share ``random``/``numpy.random``: seeding them per replicate cannot be reproducible."""
     from crystallize.plugins.builtin import default_seed_function
@@ -433,15 +441,14 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
                 ", ".join(n if p.run else f"{n} (recording its finished replicates)"
                           for n, p in plans.items() if p.executes))
     setup_ctx = _setup_context(experiment, settings)
-    for step in experiment.pipeline.steps:
-        step.setup(setup_ctx)
-    chosen, custom, owned = _backend_for(experiment, backend)
     with ExitStack() as stack:
         stack.callback(lambda: [step.teardown(setup_ctx) for step in experiment.pipeline.steps])
+        setup = _run_setup(experiment, settings, setup_ctx)
+        chosen, custom, owned = _backend_for(experiment, backend)
         if owned and chosen is not None:
             stack.callback(chosen.close)
         # serialise (remote backends) before the version is reserved: a SerializationError leaves no trace
-        ref = _definition(experiment, settings, remote=bool(chosen is not None and chosen.remote))
+        ref = _definition(experiment, settings, setup, remote=bool(chosen is not None and chosen.remote))
         version, fresh = _open_version(settings)
         artifact_plugin = experiment.get_plugin(ArtifactPlugin)
         if artifact_plugin is not None:
@@ -464,14 +471,17 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
             total = sum(len(run.plan.run) for run in runs.values())
             on_event(RunStarted(settings.name, version, total, tuple(runs), reused))
         collector.finish_idle()  # conditions with nothing to execute, only stored replicates to record
+        unfinished = None  # a custom loop that skipped replicates: raised once everything is stored
         try:
             if custom is not None:
-                _custom_loop(experiment, custom, list(jobs), collector)
+                unfinished = run_custom_loop(experiment, custom, list(jobs), collector)
             else:
                 _dispatch(chosen, jobs, collector)
         finally:
             writer.flush(final=collector.finished)
         outcome = finish_run(experiment, settings, plans, inputs, runs, writer, running)
+        if unfinished is not None:
+            outcome = dataclasses.replace(outcome, deferred=unfinished)
     if settings.versioned:
         prune_versions(settings.store, keep=settings.retention, big_file_mb=settings.big_file_mb)
     for plugin in experiment.plugins:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,10 +28,27 @@ def _named(experiment: Experiment, treatment: Treatment | str | None) -> Treatme
 
 def apply_once(experiment: Experiment, treatment: Treatment | str | None, *, data: Any = None,
                seed: int | None = None) -> Any:
-    """Run the pipeline once for replicate 0 and return the final data; nothing is stored."""
+    """Run the pipeline once for replicate 0 and return the final data; nothing is stored.
+
+    The steps' ``setup`` and ``teardown`` run around it, as in a full run, so keys setup adds
+    reach the context.
+    """
+    setup_ctx = FrozenContext(experiment.initial_ctx)  # a deep copy, private to this call
+    steps = experiment.pipeline.steps
+    try:
+        for step in steps:
+            step.setup(setup_ctx)
+        return _apply(experiment, treatment, setup_ctx, data=data, seed=seed)
+    finally:
+        for step in steps:
+            step.teardown(setup_ctx)
+
+
+def _apply(experiment: Experiment, treatment: Treatment | str | None, setup_ctx: FrozenContext, *, data: Any,
+           seed: int | None) -> Any:
     chosen = _named(experiment, treatment)
     condition = chosen.name if chosen else BASELINE
-    ctx = FrozenContext._trusted({**copy.deepcopy(experiment.initial_ctx), "replicate": 0, "condition": condition})
+    ctx = FrozenContext._trusted({**setup_ctx.as_dict(), "replicate": 0, "condition": condition})
     if chosen is not None:
         chosen.apply(ctx)
     if seed is not None:

@@ -44,9 +44,17 @@ class BasePlugin:
 
     def run_experiment_loop(self, experiment: Experiment,
                             replicate_fn: Callable[[int], ReplicateResult]) -> Sequence[ReplicateResult] | Any:
-        """Replace the replicate loop: call the synchronous ``replicate_fn(rep)`` for every
-        replicate index and return the results in replicate order. Return ``NotImplemented``
-        to fall back to the built-in scheduling."""
+        """Replace the replicate loop: run ``replicate_fn(rep)`` for every ``rep`` in
+        ``range(experiment.replicates)`` and return the results in replicate order.
+
+        ``replicate_fn(rep)`` runs replicate ``rep`` of every condition and returns a
+        ``ReplicateResult`` that can also be awaited, so this method may be a plain function
+        calling ``replicate_fn(rep)`` or, as in 0.27, an ``async def`` that does
+        ``await replicate_fn(rep)``. The runner stores what ``replicate_fn`` produced; the
+        returned list is not read back for values. Return ``NotImplemented`` to run the
+        replicates serially instead. A replicate never run makes the run raise
+        ``ExecutionError`` naming this plugin, after the replicates that ran are stored.
+        """
         return NotImplemented
 
 
