@@ -46,6 +46,9 @@ def check_treatments(treatments: Sequence[Any], *, owner: str) -> list[Treatment
         if not isinstance(t, Treatment):
             raise TypeError(f"experiment {owner!r}: treatment {item!r} is not a Treatment")
         folded = t.name.casefold()
+        if folded == BASELINE and t.name != BASELINE:  # "baseline" itself keeps 0.27's meaning
+            raise DuplicateNameError(
+                f"experiment {owner!r}: treatment {t.name!r} would share a folder with the baseline", name=t.name)
         if folded in seen:
             raise DuplicateNameError(
                 f"experiment {owner!r}: treatments {seen[folded]!r} and {t.name!r} would share a folder", name=t.name)

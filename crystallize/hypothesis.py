@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from crystallize.errors import MissingMetricError
-from crystallize.hypothesis_result import HypothesisResult, _plain
+from crystallize.hypothesis_result import HypothesisResult, Ranking, _plain
 from crystallize.verifiers import Samples, VerifierCallable, verifier
 
 __all__ = [
@@ -78,7 +78,7 @@ def rank_by_p_value(result: Any) -> float:
 
 
 def _empty_ranking() -> dict[str, Any]:
-    return {"best": None, "ranked": [], "ordered": []}
+    return Ranking(best=None, ranked=[])
 
 
 # --------------------------------------------------------------------------- hypothesis
@@ -306,15 +306,12 @@ class Hypothesis:
         Returns
         -------
         dict
-            ``{"best": name | None, "ranked": [(name, score), ...], "ordered": [name, ...]}``.
+            A :class:`~crystallize.hypothesis_result.Ranking`: ``{"best": name | None,
+            "ranked": [(name, score), ...]}``; ``["ordered"]`` gives the names in order.
         """
         scored = [(name, _plain(self.ranker(result))) for name, result in results.items()]
         ranked = sorted(scored, key=_score_key)
-        return {
-            "best": ranked[0][0] if ranked else None,
-            "ranked": ranked,
-            "ordered": [name for name, _ in ranked],
-        }
+        return Ranking(best=ranked[0][0] if ranked else None, ranked=ranked)
 
     def _check_recorded(self, baseline: Samples, treatments: Mapping[str, Samples]) -> None:
         for group in self._groups(baseline):

@@ -12,9 +12,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["HypothesisResult"]
+__all__ = ["HypothesisResult", "Ranking"]
 
 _VERSION_SUFFIX = re.compile(r"^(?P<name>.*) \(v\d+\)$")
+
+
+class Ranking(dict):  # type: ignore[type-arg]
+    """``{"best": name | None, "ranked": [(name, score), ...]}``, 0.27's two keys.
+
+    0.27's documentation read ``ranking["ordered"]``, which 0.27 itself never had; here it
+    answers the treatment names in ranked order, without being stored as a third key (so
+    the mapping still compares equal to, and serialises as, 0.27's two-key dict).
+
+    Examples
+    --------
+    >>> r = Ranking(best="a", ranked=[("a", 0.01), ("b", 0.2)])
+    >>> r == {"best": "a", "ranked": [("a", 0.01), ("b", 0.2)]}, r["ordered"], r.get("ordered")
+    (True, ['a', 'b'], ['a', 'b'])
+    """
+
+    def __missing__(self, key: str) -> Any:
+        if key == "ordered":
+            return [name for name, _ in self.get("ranked", [])]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self or key == "ordered" else default
 
 
 def _plain(value: Any) -> Any:
@@ -41,8 +64,8 @@ class HypothesisResult:
         Verifier output per treatment name (a list of outputs for grouped
         metrics). Treatments whose verifier raised are absent.
     ranking : dict
-        ``{"best": name | None, "ranked": [(name, score), ...], "ordered": [name, ...]}``,
-        ascending by score (lower is better).
+        A :class:`Ranking`: ``{"best": name | None, "ranked": [(name, score), ...]}``,
+        ascending by score (lower is better); ``ranking["ordered"]`` lists the names.
     errors : dict[str, str]
         ``"TypeName: message"`` per treatment whose verifier raised, and under
         ``"ranker"`` when the ranker raised.
@@ -76,11 +99,7 @@ class HypothesisResult:
         """Rebuild a result from :meth:`to_dict` output (0.27 dicts without errors too)."""
         raw = dict(data.get("ranking") or {})
         ranked = [(name, score) for name, score in raw.get("ranked", [])]
-        ranking = {
-            "best": raw.get("best"),
-            "ranked": ranked,
-            "ordered": list(raw.get("ordered", [name for name, _ in ranked])),
-        }
+        ranking = Ranking(best=raw.get("best"), ranked=ranked)
         return cls(
             name=str(data["name"]),
             results=dict(data.get("results") or {}),

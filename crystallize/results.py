@@ -249,12 +249,13 @@ class Result:
         return next((h for h in self.metrics.hypotheses if h.name == name), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary (keys as in 0.27: timestamp, metrics, hypotheses, artifacts, errors, provenance)."""
+        """JSON-ready summary (keys as in 0.27: timestamp, metrics, hypotheses, artifacts, errors, provenance;
+        treatments by plain name, spec §11)."""
         return {
             "timestamp": _dt.datetime.now(_dt.timezone.utc).isoformat(),
             "metrics": {
                 "baseline": _jsonable(self.metrics.baseline.metrics),
-                "treatments": {k: _jsonable(v.metrics) for k, v in self.metrics.treatments.items()},
+                "treatments": {k: _jsonable(v.metrics) for k, v in self.metrics.treatments.plain().items()},
             },
             "hypotheses": [_jsonable({"name": h.name, "results": h.results, "ranking": h.ranking, "errors": h.errors})
                            for h in self.metrics.hypotheses],

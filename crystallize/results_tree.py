@@ -20,11 +20,16 @@ def _parse(fmt: str) -> list[str]:
     return levels
 
 
-def _actions(record: Mapping[str, Any]) -> list[str]:
+def _actions(record: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """``(group, lines)`` for the reads, writes and metrics of one step record (non-empty groups)."""
     changes = record.get("ctx_changes", {})
-    lines = [f"Write {k}={v!r}" for k, v in changes.get("wrote", {}).items()]
-    lines += [f"Metric {k}: {v!r}" for k, v in changes.get("metrics", {}).items()]
-    return lines
+    groups = [
+        ("Reads", [f"{k}={v!r}" for k, v in changes.get("reads", {}).items()]),
+        ("Writes", [f"{k}: {c.get('before')!r} -> {c.get('after')!r}" for k, c in changes.get("wrote", {}).items()]),
+        ("Write Metrics", [f"{k}: {c.get('before')!r} -> {c.get('after')!r}"
+                           for k, c in changes.get("metrics", {}).items()]),
+    ]
+    return [(group, lines) for group, lines in groups if lines]
 
 
 def print_provenance_tree(ctx_changes: Mapping[str, Mapping[int, list[Mapping[str, Any]]]], fmt: str) -> None:
@@ -44,6 +49,8 @@ def print_provenance_tree(ctx_changes: Mapping[str, Mapping[int, list[Mapping[st
                     continue
                 step_node = rep_node.add(f"Step {record['step']}") if "step" in levels else rep_node
                 if "action" in levels:
-                    for line in actions:
-                        step_node.add(line)
+                    for group, lines in actions:
+                        group_node = step_node.add(group)
+                        for line in lines:
+                            group_node.add(line)
     Console().print(root)

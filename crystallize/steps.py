@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crystallize.context import _CURRENT, FrozenContext
+from crystallize.context import _CURRENT, FrozenContext, LoggingContext
 from crystallize.errors import PipelineExecutionError
 
 __all__ = [
@@ -312,7 +312,8 @@ def pipeline_step(cacheable: bool = False, *, version: str | None = None) -> Cal
             return cls(explicit)
 
         cls._factory = factory
-        factory.__name__, factory.__qualname__ = fn.__name__, fn.__qualname__
+        # the factory takes the function's place in its module, so pickle finds it by reference there
+        factory.__name__, factory.__qualname__, factory.__module__ = fn.__name__, fn.__qualname__, fn.__module__
         factory.__doc__, factory.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
         factory.step_class = cls  # type: ignore[attr-defined]
         return factory
@@ -373,16 +374,19 @@ class Pipeline:
         """Step records of the last :meth:`run` of this pipeline object (see :func:`expand_records`)."""
         return expand_records(*self._provenance)
 
-    def run(self, data: Any, ctx: FrozenContext, *, experiment: Any = None, plugins: Sequence[Any] = (),
-            return_provenance: bool = False, **_ignored: Any) -> Any:
+    def run(self, data: Any, ctx: FrozenContext, *, verbose: bool = False, experiment: Any = None,
+            plugins: Sequence[Any] = (), return_provenance: bool = False, **_ignored: Any) -> Any:
         """Run every step on ``data``; metrics returned by steps go to ``ctx.metrics``.
+
+        ``verbose=True`` records the context values each step reads (provenance ``reads``).
 
         Raises
         ------
         PipelineExecutionError
             Wrapping the first exception a step raises; ``.step_name`` names it.
         """
-        plan = _StepPlan(self.steps, [p.before_step for p in plugins], [p.after_step for p in plugins])
+        plan = _StepPlan(self.steps, [p.before_step for p in plugins], [p.after_step for p in plugins],
+                         trace_reads=verbose)
         records: list[StepRecord] = []
         data = self._run_plan(plan, data, ctx, experiment, records)
         return (data, expand_records(plan.steps, records)) if return_provenance else data
@@ -409,13 +413,16 @@ class Pipeline:
 class _PlannedStep:
     """One step with what running it needs resolved once per run."""
 
-    __slots__ = ("step", "name", "call", "cacheable", "index", "quiet")
+    __slots__ = ("step", "name", "call", "cacheable", "index", "quiet", "injected")
 
     def __init__(self, step: PipelineStep, index: int) -> None:
         self.step, self.name, self.cacheable, self.index = step, step.name, step.cacheable, index
         call = _direct_call(step)
         self.call = _awaiting(call) if getattr(step, "_maybe_async", True) else call
         self.quiet: StepRecord = (index, False, None, None)  # a run that changed nothing (immutable, shared)
+        sig, explicit = getattr(step, "_sig", None), getattr(step, "_explicit", {})
+        # parameters a function step may take from the context (its reads, when reads are traced)
+        self.injected = tuple(n for n in sig.names if n not in explicit and n != "rng") if sig else ()
 
 
 class _StepPlan:
@@ -427,17 +434,22 @@ class _StepPlan:
         The pipeline's steps.
     before, after : Sequence[Callable]
         Bound ``before_step`` and ``after_step`` hooks, in plugin order.
+    trace_reads : bool
+        Record the context values each step reads (``LoggingPlugin(verbose=True)``, 0.27's
+        ``reads`` in provenance); each step then sees a recording view of the context.
     """
 
-    __slots__ = ("steps", "before", "after", "planned")
+    __slots__ = ("steps", "before", "after", "planned", "trace_reads")
 
     def __init__(self, steps: Sequence[PipelineStep], before: Sequence[Callable[..., Any]] = (),
-                 after: Sequence[Callable[..., Any]] = ()) -> None:
+                 after: Sequence[Callable[..., Any]] = (), trace_reads: bool = False) -> None:
         self.steps, self.before, self.after = tuple(steps), tuple(before), tuple(after)
         self.planned = tuple(_PlannedStep(step, index) for index, step in enumerate(self.steps))
+        self.trace_reads = trace_reads
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_StepPlan, (self.steps, self.before, self.after))  # the fast calls are rebuilt, not pickled
+        # the fast calls are rebuilt, not pickled
+        return (_StepPlan, (self.steps, self.before, self.after, self.trace_reads))
 
 
 def _direct_call(step: PipelineStep) -> Callable[[Any, FrozenContext], Any]:
@@ -482,13 +494,19 @@ def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
         for hook in plan.before:
             hook(experiment, step)
         n_keys, n_metrics = len(values), len(log)
+        call_ctx, reads = ctx, None
+        if plan.trace_reads:
+            call_ctx = LoggingContext(ctx)
+            reads = {n: values[n] for n in planned.injected if n in values}
         try:
             if planned.cacheable:
-                out, hit = _cached_call(step, data, ctx)
+                out, hit = _cached_call(step, data, call_ctx)
             else:
-                out, hit = planned.call(data, ctx), False
+                out, hit = planned.call(data, call_ctx), False
         except (Exception, SystemExit) as exc:  # sys.exit in a step fails the replicate, not the run
             raise PipelineExecutionError(name, exc) from exc
+        if reads is not None:
+            reads.update((k, v) for k, v in call_ctx.reads.items() if k != "step_name")
         if ctx._artifacts is not None:
             ctx._artifacts.label_new(name)
         if type(out) is tuple and len(out) == 2 and (type(out[1]) is dict or isinstance(out[1], Mapping)):
@@ -497,7 +515,10 @@ def _run_steps(plan: _StepPlan, data: Any, ctx: FrozenContext, experiment: Any,
                 metrics.add(key, value)
         else:
             data = out
-        if hit or len(values) > n_keys or len(log) > n_metrics:
+        if reads:
+            records.append((planned.index, hit, _wrote(values, n_keys) if len(values) > n_keys else None,
+                            tuple(log[n_metrics:]) if len(log) > n_metrics else None, reads))
+        elif hit or len(values) > n_keys or len(log) > n_metrics:
             records.append((planned.index, hit, _wrote(values, n_keys) if len(values) > n_keys else None,
                             tuple(log[n_metrics:]) if len(log) > n_metrics else None))
         else:
@@ -521,9 +542,10 @@ def _invoke(step: PipelineStep, data: Any, ctx: FrozenContext) -> Any:
     return out
 
 
-StepRecord = tuple[int, bool, "dict[str, Any] | None", "tuple[tuple[str, Any], ...] | None"]
+StepRecord = tuple[Any, ...]
 """What running one step changed, compactly: ``(step index, cache hit, context keys written,
-(metric, value) pairs logged)``, ``None`` for nothing. Replicates keep these: tuples of plain
+(metric, value) pairs logged)``, ``None`` for nothing, plus a fifth item, the context values
+read, when reads are traced and the step read any. Replicates keep these: tuples of plain
 values, which the garbage collector stops tracking, so thousands cost little to keep;
 :func:`expand_records` turns them into the records users see."""
 
@@ -541,17 +563,41 @@ def expand_records(steps: Sequence[PipelineStep], records: Iterable[StepRecord])
     Returns
     -------
     list of dict
-        ``{"step": name, "params": {name: plain value or repr}, "cache_hit": bool,
-        "ctx_changes": {"wrote": {key: value}, "metrics": {name: [values]}}}`` per step run.
+        Per step run, 0.27's record: ``{"step": name, "params": {name: plain value or repr},
+        "step_hash": str, "input_hash": None, "output_hash": None, "cache_hit": bool,
+        "ctx_changes": {"reads": {key: value}, "wrote": {key: {"before": None, "after": value}},
+        "metrics": {name: {"before": tuple, "after": tuple}}}}``. ``before`` of a written
+        key is always ``None`` (the context is add-only); a metric's ``before``/``after``
+        are its values in this replicate before and after the step. ``reads`` is filled
+        only when the run traced reads (``LoggingPlugin(verbose=True)``). The data hashes
+        are not computed (0.27 pickled every step's input and output for them, W-02).
     """
     out = []
-    for index, hit, wrote, metrics in records:
+    hashes: dict[int, str | None] = {}
+    so_far: dict[str, tuple[Any, ...]] = {}  # metric values of the replicate up to the current step
+    for record in records:
+        index, hit, wrote, metrics = record[:4]
         step = steps[index]
+        if index not in hashes:
+            hashes[index] = _step_hash_or_none(step)
         params = {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in step.params.items()}
-        out.append({"step": step.name, "params": params, "cache_hit": hit, "ctx_changes": {
-            "wrote": dict(wrote) if wrote else {},
-            "metrics": _grouped(metrics) if metrics else {}}})
+        changes: dict[str, dict[str, Any]] = {"reads": dict(record[4]) if len(record) > 4 and record[4] else {}}
+        changes["wrote"] = {k: {"before": None, "after": v} for k, v in wrote.items()} if wrote else {}
+        changes["metrics"] = {}
+        for name, values in (_grouped(metrics) if metrics else {}).items():
+            before = so_far.get(name, ())
+            so_far[name] = after = before + tuple(values)
+            changes["metrics"][name] = {"before": before, "after": after}
+        out.append({"step": step.name, "params": params, "step_hash": hashes[index], "input_hash": None,
+                    "output_hash": None, "cache_hit": hit, "ctx_changes": changes})
     return out
+
+
+def _step_hash_or_none(step: PipelineStep) -> str | None:
+    try:
+        return step.step_hash
+    except Exception:  # boundary: provenance is read after the run; a step whose source is gone has no hash
+        return None
 
 
 def _wrote(values: dict[str, Any], n_keys: int) -> dict[str, Any]:

@@ -69,6 +69,14 @@ class Treatment:
         else:
             raise TypeError(f"treatment {name!r}: apply must be a mapping or callable, not {type(apply).__name__}")
         self.version = version
+        self._factory: Callable[[], Treatment] | None = None  # set by @treatment: pickles by reference
+
+    def __reduce__(self) -> Any:
+        # A decorated treatment's function is shadowed in its module by the factory, so
+        # pickle can only find it through the factory.
+        if self._factory is not None:
+            return self._factory, ()
+        return object.__reduce__(self)
 
     def apply(self, ctx: FrozenContext) -> None:
         """Add this treatment's keys to ``ctx``."""
@@ -116,10 +124,12 @@ def treatment(name: str, apply: Mapping[str, Any] | Callable[[FrozenContext], An
 
     def decorate(fn: Callable[[FrozenContext], Any]) -> Callable[[], Treatment]:
         def factory() -> Treatment:
-            return Treatment(name, fn, version=version)
+            made = Treatment(name, fn, version=version)
+            made._factory = factory
+            return made
 
-        factory.__name__, factory.__doc__ = fn.__name__, fn.__doc__
-        factory.__wrapped__ = fn  # type: ignore[attr-defined]
+        factory.__name__, factory.__qualname__, factory.__module__ = fn.__name__, fn.__qualname__, fn.__module__
+        factory.__doc__, factory.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
         return factory
 
     return decorate

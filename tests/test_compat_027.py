@@ -1062,7 +1062,7 @@ class TestSingleShotAndHelpers:
                                                 "timestamp"}
         assert r.to_json(tmp_path / "result.json") is None
         saved = read_json(tmp_path / "result.json")
-        assert saved["metrics"]["treatments"] == {"t (v0)": {"loss": [0.0]}}
+        assert saved["metrics"]["treatments"] == {"t": {"loss": [0.0]}}  # plain names outside .treatments
         assert saved["metrics"]["baseline"] == {"loss": [3.0]}
         r.print_tree("treatment > replicate > step > action")
         printed = capsys.readouterr().out
@@ -1135,7 +1135,7 @@ class TestReferenceDetails:
         assert isinstance(p, Pipeline) and p.signature() == Pipeline([shift(offset=2.0), summarise()]).signature()
         assert p.run([1.0], standalone_context()) == [3.0]
         assert [r["step"] for r in p.get_provenance()] == ["ShiftStep", "SummariseStep"]
-        assert p.get_provenance()[1]["ctx_changes"]["metrics"] == {"mean": [3.0]}
+        assert p.get_provenance()[1]["ctx_changes"]["metrics"] == {"mean": {"before": (), "after": (3.0,)}}
 
         @inject_from_ctx
         def scale(data: float, ctx: FrozenContext, *, factor: float = 1.0) -> float:

@@ -175,12 +175,16 @@ def test_pipeline_runs_async_steps_and_names_failures() -> None:
 def test_provenance_records_what_each_step_wrote(tmp_path: Any) -> None:
     exp = Experiment(numbers(), [scale(factor=2), note()], [ArtifactPlugin(root_dir=tmp_path)], name="prov")
     exp.run()
+    scale_step, note_step = exp.pipeline.steps
     assert exp.pipeline.get_provenance() == [
-        {"step": "ScaleStep", "params": {"factor": 2}, "cache_hit": False,
-         "ctx_changes": {"wrote": {}, "metrics": {}}},
-        {"step": "NoteStep", "params": {}, "cache_hit": False,
-         "ctx_changes": {"wrote": {"seen_step": "NoteStep"}, "metrics": {"calls": [1], "total": [12]}}},
+        {"step": "ScaleStep", "params": {"factor": 2}, "step_hash": scale_step.step_hash, "input_hash": None,
+         "output_hash": None, "cache_hit": False, "ctx_changes": {"reads": {}, "wrote": {}, "metrics": {}}},
+        {"step": "NoteStep", "params": {}, "step_hash": note_step.step_hash, "input_hash": None,
+         "output_hash": None, "cache_hit": False,
+         "ctx_changes": {"reads": {}, "wrote": {"seen_step": {"before": None, "after": "NoteStep"}},
+                         "metrics": {"calls": {"before": (), "after": (1,)}, "total": {"before": (), "after": (12,)}}}},
     ]
+    assert len(scale_step.step_hash) == 64 and scale_step.step_hash != note_step.step_hash
 
 
 def test_treatments_and_seeds_reach_the_steps(tmp_path: Any) -> None:
@@ -220,8 +224,7 @@ def test_provenance_records_of_replicates_are_independent(tmp_path: Any) -> None
                      replicates=2)
     changes = exp.run().provenance["ctx_changes"]["baseline"]
     changes[0][0]["ctx_changes"]["wrote"]["flag"] = True  # a user annotating replicate 0 only
-    assert changes[1][0] == {"step": "ScaleStep", "params": {"factor": 2}, "cache_hit": False,
-                             "ctx_changes": {"wrote": {}, "metrics": {}}}
+    assert changes[1][0]["ctx_changes"] == {"reads": {}, "wrote": {}, "metrics": {}}
 
 
 def _posonly(data, ctx, /, *, bump=0):  # type: ignore[no-untyped-def]
@@ -248,10 +251,15 @@ def test_ctx_changes_read_like_a_dict_and_pickle_as_one(tmp_path: Any) -> None:
     exp = Experiment(numbers(), [scale(factor=2), note()], [ArtifactPlugin(root_dir=tmp_path)], name="lazy",
                      replicates=2)
     changes = exp.run().provenance["ctx_changes"]
-    note_record = {"step": "NoteStep", "params": {}, "cache_hit": False,
-                   "ctx_changes": {"wrote": {"seen_step": "NoteStep"}, "metrics": {"calls": [1], "total": [12]}}}
-    scale_record = {"step": "ScaleStep", "params": {"factor": 2}, "cache_hit": False,
-                    "ctx_changes": {"wrote": {}, "metrics": {}}}
+    scale_step, note_step = exp.pipeline.steps
+    note_record = {"step": "NoteStep", "params": {}, "step_hash": note_step.step_hash, "input_hash": None,
+                   "output_hash": None, "cache_hit": False,
+                   "ctx_changes": {"reads": {}, "wrote": {"seen_step": {"before": None, "after": "NoteStep"}},
+                                   "metrics": {"calls": {"before": (), "after": (1,)},
+                                               "total": {"before": (), "after": (12,)}}}}
+    scale_record = {"step": "ScaleStep", "params": {"factor": 2}, "step_hash": scale_step.step_hash,
+                    "input_hash": None, "output_hash": None, "cache_hit": False,
+                    "ctx_changes": {"reads": {}, "wrote": {}, "metrics": {}}}
     expected = {"baseline": {0: [scale_record, note_record], 1: [scale_record, note_record]}}
     assert changes == expected and dict(changes) == expected and list(changes) == ["baseline"]
     assert changes["baseline"] is changes["baseline"]  # built once, then kept
@@ -264,7 +272,9 @@ def test_pipeline_run_returns_step_records_as_dicts() -> None:
     ctx = FrozenContext({"replicate": 0, "condition": "baseline"})
     data, records = Pipeline([scale(factor=3), note()]).run([1], ctx, return_provenance=True)
     assert data == [3] and [r["step"] for r in records] == ["ScaleStep", "NoteStep"]
-    assert records[1]["ctx_changes"] == {"wrote": {"seen_step": "NoteStep"}, "metrics": {"calls": [1], "total": [3]}}
+    assert records[1]["ctx_changes"] == {"reads": {}, "wrote": {"seen_step": {"before": None, "after": "NoteStep"}},
+                                         "metrics": {"calls": {"before": (), "after": (1,)},
+                                                     "total": {"before": (), "after": (3,)}}}
 
 
 def test_tags_are_kept_only_for_tagged_values_and_read_back_in_order() -> None:

@@ -52,8 +52,15 @@ def total(data: float, ctx: FrozenContext) -> Any:
 
 
 def _records(result: Any, condition: str, rep: int) -> list[tuple[str, bool, dict[str, Any], dict[str, Any]]]:
-    return [(r["step"], r["cache_hit"], r["ctx_changes"]["wrote"], r["ctx_changes"]["metrics"])
+    """(step, cache hit, {key: value written}, {metric: values the step added}) per step record."""
+    return [(r["step"], r["cache_hit"], _flat(r["ctx_changes"])["wrote"], _flat(r["ctx_changes"])["metrics"])
             for r in result.provenance["ctx_changes"][condition][rep]]
+
+
+def _flat(changes: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``ctx_changes`` without the before/after pairs: what the step wrote and added."""
+    return {"wrote": {k: c["after"] for k, c in changes["wrote"].items()},
+            "metrics": {k: list(c["after"][len(c["before"]):]) for k, c in changes["metrics"].items()}}
 
 
 def _three_steps(**kwargs: Any) -> Experiment:
@@ -84,12 +91,13 @@ class TestProvenanceRecords:
         back = pickle.loads(pickle.dumps(res))
         assert type(back.provenance["ctx_changes"]) is dict
         assert back.provenance["ctx_changes"] == res.provenance["ctx_changes"]
-        assert back.provenance["ctx_changes"]["t"][1][0]["ctx_changes"]["wrote"] == {"seen": 1}
+        assert back.provenance["ctx_changes"]["t"][1][0]["ctx_changes"]["wrote"] == {"seen": {"before": None, "after": 1}}
 
     def test_to_json_and_dict_copy_serialise(self) -> None:
         res = _three_steps().run()
         saved = json.loads(res.to_json())
-        assert saved["provenance"]["ctx_changes"]["baseline"]["0"][2]["ctx_changes"]["metrics"] == {"total": [0.0]}
+        assert saved["provenance"]["ctx_changes"]["baseline"]["0"][2]["ctx_changes"]["metrics"] == {
+            "total": {"before": [], "after": [0.0]}}
         plain = dict(res.provenance, ctx_changes=dict(res.provenance["ctx_changes"]))
         assert json.loads(json.dumps(plain))["ctx_changes"]["t"]["1"][0]["step"] == "Tag_And_NoteStep"
 
@@ -97,7 +105,7 @@ class TestProvenanceRecords:
         p = Pipeline([tag_and_note(), total()])
         data, records = p.run(5, standalone_context({"bias": 2.0}), return_provenance=True)
         assert data == 7.0
-        assert [(r["step"], r["ctx_changes"]) for r in records] == [
+        assert [(r["step"], _flat(r["ctx_changes"])) for r in records] == [
             ("Tag_And_NoteStep", {"wrote": {"seen": 5}, "metrics": {"n": [5], "plain": [1]}}),
             ("TotalStep", {"wrote": {}, "metrics": {"total": [7.0]}}),
         ]
@@ -117,8 +125,10 @@ class TestProvenanceRecords:
         assert res.metrics.treatments["t"].metrics["total"] == [1.0, 2.0]
         assert sorted(seen[1].provenance) == ["baseline", "t"]
         assert [r["step"] for r in seen[1].provenance["t"]] == ["Tag_And_NoteStep", "UntouchedStep", "TotalStep"]
-        assert seen[1].provenance["t"][0]["ctx_changes"] == {"wrote": {"seen": 1}, "metrics": {"n": [1], "plain": [1]}}
-        assert json.loads(json.dumps(seen[0].provenance))["baseline"][2]["ctx_changes"]["metrics"] == {"total": [0.0]}
+        assert _flat(seen[1].provenance["t"][0]["ctx_changes"]) == {"wrote": {"seen": 1},
+                                                                    "metrics": {"n": [1], "plain": [1]}}
+        assert json.loads(json.dumps(seen[0].provenance))["baseline"][2]["ctx_changes"]["metrics"] == {
+            "total": {"before": [], "after": [0.0]}}
 
 
 @pipeline_step(cacheable=True)
@@ -161,7 +171,7 @@ class TestTags:
         for res in (first, second):
             assert res.metrics.baseline.metrics == {"m": [0, 100, 200, -1, 1, 101, 201, -1], "z": [0, 1]}
             assert res.provenance["ctx_changes"]["baseline"][1][1]["ctx_changes"]["wrote"] == {
-                "tags_seen": expected_tags}
+                "tags_seen": {"before": None, "after": expected_tags}}
         assert [r["cache_hit"] for r in second.provenance["ctx_changes"]["baseline"][0]] == [True, False]
         record = json.loads((tmp_path / "data" / "tags" / "v0" / "run.json").read_text())
         assert record["conditions"]["baseline"]["tags"] == [{"m": list(expected_tags)}] * 2

@@ -206,7 +206,7 @@ def test_a_hit_restores_metrics_context_keys_and_artifacts():
     assert second.metrics.get_tags("inside") == ({"kind": "sum"},)
     assert second["doubled"] == [2.0, 4.0]
     assert [(r.name, r.data, r.step_name) for r in second.artifacts] == [("seen.json", b"[1.0, 2.0]", "Side_EffectsStep")]
-    assert records[0]["ctx_changes"]["wrote"] == {"doubled": [2.0, 4.0]}
+    assert records[0]["ctx_changes"]["wrote"] == {"doubled": {"before": None, "after": [2.0, 4.0]}}
 
 
 def test_a_hit_in_a_run_stores_the_same_files_and_results(tmp_path):

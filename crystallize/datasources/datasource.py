@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from crystallize.context import FrozenContext
-from crystallize.steps import _MISSING, _resolve, _Signature
+from crystallize.steps import _MISSING, ResourceFactoryWrapper, _Signature
 
 __all__ = ["DataSource", "ExperimentInput", "MultiArtifactDataSource", "data_source"]
 
@@ -57,7 +57,23 @@ class _FunctionSource(DataSource):
     def fetch(self, ctx: FrozenContext) -> Any:
         if not self._sig.names:
             return self.fn(ctx)
-        return self.fn(ctx, **_resolve(self._sig, self._params, ctx, type(self).__name__))
+        # explicit > rng > default, as in 0.27: no context injection for datasource parameters,
+        # so a treatment changes what the steps see, never the data itself
+        kwargs: dict[str, Any] = {}
+        for name, default in zip(self._sig.names, self._sig.defaults):
+            if name in self._params:
+                value = self._params[name]
+                kwargs[name] = value(ctx) if isinstance(value, ResourceFactoryWrapper) else value
+            elif name == "rng" and ctx.rng_factory is not None:
+                kwargs[name] = ctx.rng_factory()
+            elif name == "rng" and "rng" in ctx._data:  # outside a run, a context may bring one
+                kwargs[name] = ctx._data["rng"]
+            elif default is not _MISSING:
+                kwargs[name] = default
+            else:
+                raise TypeError(f"datasource '{type(self).__name__}' takes `rng`: run it in an experiment, or "
+                                "give the context an 'rng' key")
+        return self.fn(ctx, **kwargs)
 
     def code_target(self) -> Callable[..., Any]:
         return self.fn
@@ -143,7 +159,8 @@ def _make_source_factory(fn: Callable[..., Any], name: str | None, register: boo
         return cls(params)
 
     cls._factory = factory
-    factory.__name__, factory.__qualname__ = fn.__name__, fn.__qualname__
+    # the factory takes the function's place in its module, so pickle finds it by reference there
+    factory.__name__, factory.__qualname__, factory.__module__ = fn.__name__, fn.__qualname__, fn.__module__
     factory.__doc__, factory.__wrapped__ = fn.__doc__, fn  # type: ignore[attr-defined]
     if register:
         from crystallize.datasources.registry import register_datasource

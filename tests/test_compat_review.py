@@ -1,0 +1,213 @@
+"""Findings of the third 0.27-compatibility review, each pinned by the value a user sees.
+
+Pickling decorated definitions, plain keys in ``Result.to_dict``, 0.27's step-record
+shape and tree, the two-key ranking, datasource parameters that never come from the
+context, a ``Baseline`` treatment, and files staged with ``ctx.artifacts.path``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crystallize import (
+    ArtifactPlugin,
+    Experiment,
+    FrozenContext,
+    LoggingPlugin,
+    Pipeline,
+    SeedPlugin,
+    Treatment,
+    data_source,
+    pipeline_step,
+    standalone_context,
+)
+from crystallize.errors import DuplicateNameError
+
+
+@data_source
+def two_numbers(ctx: FrozenContext) -> list[float]:
+    return [1.0, 2.0]
+
+
+@pipeline_step()
+def add_delta(data: list[float], ctx: FrozenContext, delta: float = 0.0) -> list[float]:
+    ctx.add("added", True)
+    return [x + delta for x in data]
+
+
+@pipeline_step()
+def total(data: list[float], ctx: FrozenContext) -> Any:
+    return data, {"total": sum(data)}
+
+
+def _tree_experiment(**kwargs: Any) -> Experiment:
+    return Experiment(datasource=two_numbers(), pipeline=Pipeline([add_delta(), total()]), name="tree",
+                      replicates=1, treatments=[Treatment("t", {"delta": 1.0})], **kwargs)
+
+
+def test_decorated_definitions_pickle_with_the_standard_pickle(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "user_defs.py").write_text(textwrap.dedent("""
+        from crystallize import data_source, pipeline_step, treatment
+
+        @pipeline_step()
+        def add_delta(data, ctx, delta: float = 0.0):
+            return data + delta
+
+        @data_source
+        def numbers(ctx, n: int = 3):
+            return list(range(n))
+
+        @treatment("louder")
+        def louder(ctx):
+            ctx.add("delta", 2.0)
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    defs = importlib.import_module("user_defs")
+    try:
+        step = pickle.loads(pickle.dumps(defs.add_delta(delta=7)))
+        source = pickle.loads(pickle.dumps(defs.numbers(n=2)))
+        chosen = pickle.loads(pickle.dumps(defs.louder()))
+        assert (type(step).__name__, step.params, step(1, standalone_context())) == ("Add_DeltaStep", {"delta": 7}, 8)
+        assert source.fetch(standalone_context()) == [0, 1]
+        ctx = standalone_context()
+        chosen.apply(ctx)
+        assert (chosen.name, ctx["delta"]) == ("louder", 2.0)
+    finally:
+        sys.modules.pop("user_defs", None)
+
+
+def test_to_dict_keys_treatments_by_plain_name() -> None:
+    result = _tree_experiment().run()
+    assert list(result.metrics.treatments) == ["t (v0)"]  # the suffix lives only here (spec §11)
+    assert result.to_dict()["metrics"]["treatments"] == {"t": {"total": [5.0]}}
+
+
+def test_step_records_have_027_shape() -> None:
+    result = _tree_experiment().run()
+    first, second = result.provenance["ctx_changes"]["t"][0]
+    assert set(first) == {"step", "params", "step_hash", "input_hash", "output_hash", "cache_hit", "ctx_changes"}
+    assert first["ctx_changes"] == {"reads": {}, "wrote": {"added": {"before": None, "after": True}}, "metrics": {}}
+    assert second["ctx_changes"]["metrics"] == {"total": {"before": (), "after": (5.0,)}}
+    assert first["step_hash"] == add_delta().step_hash and (first["input_hash"], first["output_hash"]) == (None, None)
+
+
+def test_metric_before_and_after_accumulate_over_steps() -> None:
+    @pipeline_step()
+    def count(data: Any, ctx: FrozenContext) -> Any:
+        return data, {"n": 1}
+
+    _, records = Pipeline([count(), count()]).run(0, standalone_context(), return_provenance=True)
+    assert [r["ctx_changes"]["metrics"]["n"] for r in records] == [
+        {"before": (), "after": (1,)}, {"before": (1,), "after": (1, 1)}]
+
+
+def test_verbose_pipeline_records_the_context_values_each_step_read() -> None:
+    @pipeline_step()
+    def reads_by_hand(data: Any, ctx: FrozenContext) -> Any:
+        return [x * ctx["factor"] for x in data]
+
+    ctx = standalone_context({"delta": 1.0, "factor": 3})
+    data, records = Pipeline([add_delta(), reads_by_hand()]).run([1.0], ctx, verbose=True, return_provenance=True)
+    assert data == [6.0]
+    assert [r["ctx_changes"]["reads"] for r in records] == [{"delta": 1.0}, {"factor": 3}]
+    _, quiet = Pipeline([add_delta()]).run([1.0], standalone_context({"delta": 1.0}), return_provenance=True)
+    assert quiet[0]["ctx_changes"]["reads"] == {}
+
+
+def test_print_tree_groups_reads_writes_and_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    _tree_experiment().run().print_tree("treatment > replicate > step > action")
+    printed = capsys.readouterr().out
+    lines = [line.strip("│├└─ ") for line in printed.splitlines()]
+    assert lines[:2] == ["Experiment Summary", "Treatment 'baseline'"]
+    t_part = lines[lines.index("Treatment 't'"):]
+    assert t_part == ["Treatment 't'", "Replicate 0", "Step Add_DeltaStep", "Writes", "added: None -> True",
+                      "Step TotalStep", "Write Metrics", "total: () -> (5.0,)"]
+
+
+def test_ranking_is_the_two_key_dict_and_answers_ordered() -> None:
+    from crystallize.hypothesis_result import HypothesisResult, Ranking
+
+    ranking = Ranking(best="b", ranked=[("b", 0.01), ("a", 0.5)])
+    assert ranking == {"best": "b", "ranked": [("b", 0.01), ("a", 0.5)]} and sorted(ranking) == ["best", "ranked"]
+    assert ranking["ordered"] == ranking.get("ordered") == ["b", "a"]
+    with pytest.raises(KeyError):
+        ranking["nope"]
+    back = HypothesisResult.from_dict(HypothesisResult("h", {}, ranking).to_dict())
+    assert back.ranking == ranking and back.ranking["ordered"] == ["b", "a"]
+
+
+def test_datasource_parameters_never_come_from_the_context() -> None:
+    @data_source
+    def sized(ctx: FrozenContext, size: int = 4) -> list[int]:
+        return list(range(size))
+
+    @pipeline_step()
+    def length(data: list[int], ctx: FrozenContext) -> Any:
+        return data, {"n": len(data)}
+
+    result = Experiment(datasource=sized(), pipeline=Pipeline([length()]), name="ds_params", replicates=1,
+                        treatments=[Treatment("bigger", {"size": 10})]).run()
+    assert result.metrics.baseline.metrics == {"n": [4]}
+    assert result.metrics.treatments["bigger"].metrics == {"n": [4]}
+    from_initial = Experiment(datasource=sized(size=2), pipeline=Pipeline([length()]), name="ds_initial",
+                              replicates=1, initial_ctx={"size": 7}).run()
+    assert from_initial.metrics.baseline.metrics == {"n": [2]}
+
+
+@pytest.mark.parametrize("name", ["Baseline", "BASELINE"])
+def test_a_treatment_named_like_the_baseline_up_to_case_is_rejected(name: str) -> None:
+    assert Experiment(datasource=two_numbers(), pipeline=Pipeline([total()]), name="case",
+                      treatments=[Treatment("baseline", {"delta": 1.0})]).treatments[0].name == "baseline"
+    with pytest.raises(DuplicateNameError, match=f"treatment '{name}' would share a folder with the baseline"):
+        Experiment(datasource=two_numbers(), pipeline=Pipeline([total()]), name="case",
+                   treatments=[Treatment(name, {"delta": 1.0})])
+
+
+# --- files staged with ctx.artifacts.path ---------------------------------------------------
+
+
+@pipeline_step()
+def stage_two(data: Any, ctx: FrozenContext) -> Any:
+    ctx.artifacts.path("a.bin").write_bytes(b"a" * 10)
+    target = ctx.artifacts.path("b.bin")
+    if ctx["replicate"] != 1:  # replicate 1 forgets to write its second file
+        target.write_bytes(b"b" * 10)
+    if ctx["replicate"] == 2:
+        raise ValueError("boom after staging")
+    return data, {"ok": 1}
+
+
+def _staging_run(tmp_path: Path, **kwargs: Any) -> Any:
+    exp = Experiment(datasource=two_numbers(), pipeline=Pipeline([stage_two()]), name="stage", replicates=4,
+                     plugins=[ArtifactPlugin(root_dir=tmp_path / "data"), SeedPlugin(seed=3), *kwargs.pop("plugins", [])])
+    return exp.run()
+
+
+def test_staged_files_move_in_and_a_missing_one_fails_only_its_replicate(tmp_path: Path) -> None:
+    result = _staging_run(tmp_path)
+    assert result.metrics.baseline.metrics == {"ok": [1, 1]}
+    assert sorted(result.errors) == ["baseline_rep_1", "baseline_rep_2"]
+    assert "asked for ctx.artifacts.path('b.bin') but wrote no file there" in str(result.errors["baseline_rep_1"])
+    v0 = tmp_path / "data" / "stage" / "v0"
+    stored = sorted(str(p.relative_to(v0)) for p in v0.rglob("*.bin"))
+    assert stored == [f"replicate_{r}/baseline/Stage_TwoStep/{f}" for r in (0, 3) for f in ("a.bin", "b.bin")]
+    assert (v0 / "replicate_3" / "baseline" / "Stage_TwoStep" / "b.bin").read_bytes() == b"b" * 10
+    staging = tmp_path / "data" / ".staging"
+    assert staging.is_dir() and list(staging.iterdir()) == []  # staged next to the store, nothing left behind
+
+
+def test_staged_files_in_a_process_pool(tmp_path: Path) -> None:
+    from crystallize import ParallelExecution
+
+    result = _staging_run(tmp_path, plugins=[ParallelExecution(max_workers=2, executor_type="process")])
+    assert (result.metrics.baseline.metrics, sorted(result.errors)) == ({"ok": [1, 1]}, ["baseline_rep_1",
+                                                                                      "baseline_rep_2"])
+    assert list((tmp_path / "data" / ".staging").iterdir()) == []
