@@ -25,7 +25,7 @@ def test_file_bytes_and_overlapped_write_agree(tmp_path: Path, size: int) -> Non
     target = tmp_path / "a.bin"
     assert digest_while(data, lambda: target.write_bytes(data)) == expected
     assert target.read_bytes() == data
-    assert file_digest(target) == expected
+    assert file_digest(target) == file_digest(target, mapped=True) == expected
     assert bytes_digest(memoryview(data)) == expected
 
 
@@ -39,5 +39,6 @@ def test_a_failing_write_raises_after_the_hash(size: int) -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.bin"):
-        file_digest(tmp_path / "nope.bin")
+    for mapped in (False, True):
+        with pytest.raises(FileNotFoundError, match="nope.bin"):
+            file_digest(tmp_path / "nope.bin", mapped=mapped)

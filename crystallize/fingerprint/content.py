@@ -40,22 +40,28 @@ def bytes_digest(data: bytes | bytearray | memoryview) -> str:
     return blake3(data, max_threads=threads).hexdigest()
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """BLAKE3 hex digest of a file's bytes, read in 1 MiB chunks.
-
-    Plain reads rather than a memory map: a file another process truncates while it is
-    hashed then gives a wrong digest for a changed file, not a ``SIGBUS``.
+def file_digest(path: str | os.PathLike[str], *, mapped: bool = False) -> str:
+    """BLAKE3 hex digest of a file's bytes.
 
     Parameters
     ----------
     path : str or PathLike
         The file.
+    mapped : bool
+        Hash through a memory map, on several cores for large files: no copy into a
+        buffer (about a third faster for 10 MiB here), but a process truncating the file
+        meanwhile would kill this one with ``SIGBUS``. So only for files this run owns
+        (staged artifacts); the default reads 1 MiB chunks, where such a race only gives
+        a digest of changed bytes.
 
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     """
+    if mapped:
+        threads = blake3.AUTO if os.stat(path).st_size >= _THREADS_FROM else 1
+        return blake3(max_threads=threads).update_mmap(path).hexdigest()
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as stream:

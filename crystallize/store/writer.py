@@ -66,7 +66,7 @@ class VersionWriter:
                                                                                         durable=self.durable))
             else:
                 assert rec.staged is not None
-                digest = file_digest(rec.staged)
+                digest = file_digest(rec.staged, mapped=True)  # staged files are the run's own
                 move_into_place(rec.staged, path, durable=self.durable)
                 clean_staged(rec.staged)  # its staging folder, once empty
             self.manifest[rec.name] = step
