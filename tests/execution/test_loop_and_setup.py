@@ -57,6 +57,13 @@ def _experiment(loop: BasePlugin, name: str = "loop", replicates: int = 3) -> Ex
                       treatments=[Treatment("b1", {"bias": 1.0})])
 
 
+_IN_CHILD: list[Any] = []  # the replicate_fn a forked worker calls
+
+
+def _call_in_child(rep: int) -> Any:
+    return _IN_CHILD[0](rep)
+
+
 def _complete(result: Any, replicates: int = 3) -> None:
     assert result.errors == {}
     assert result.metrics.baseline.metrics == {"loss": [3.0] * replicates, "rep": list(range(replicates))}
@@ -191,21 +198,20 @@ class TestCustomLoop:
 
         _complete(_experiment(Edits(), name="edits").run())
 
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_results_from_a_replicate_fn_run_elsewhere_come_from_the_returned_list(self) -> None:
         class Remote(BasePlugin):
-            """Runs each replicate on a pickled copy of ``replicate_fn``, as a Ray task would."""
+            """Runs each replicate in a forked worker process: the runner never sees the call."""
 
             def run_experiment_loop(self, experiment: Any, replicate_fn: Any) -> list[Any]:
-                copied = cloudpickle.loads(cloudpickle.dumps(replicate_fn))
-                return [cloudpickle.loads(cloudpickle.dumps(copied(rep))) for rep in range(experiment.replicates)]
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
 
-        # by reference for this round trip: unpickling this module's classes by value in the same
-        # process would overwrite them, and later tests could no longer read their source
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-        try:
-            _complete(_experiment(Remote(), name="remote").run())
-        finally:
-            cloudpickle.register_pickle_by_value(sys.modules[__name__])
+                _IN_CHILD[:] = [replicate_fn]
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+                    return list(pool.map(_call_in_child, range(experiment.replicates)))
+
+        _complete(_experiment(Remote(), name="remote").run())
 
     def test_a_lazy_returned_iterable_is_consumed(self) -> None:
         class Lazy(BasePlugin):
