@@ -211,3 +211,30 @@ def test_staged_files_in_a_process_pool(tmp_path: Path) -> None:
     assert (result.metrics.baseline.metrics, sorted(result.errors)) == ({"ok": [1, 1]}, ["baseline_rep_1",
                                                                                       "baseline_rep_2"])
     assert list((tmp_path / "data" / ".staging").iterdir()) == []
+
+
+def test_logging_plugin_verbose_records_reads_in_a_run() -> None:
+    result = _tree_experiment(plugins=[LoggingPlugin(verbose=True)]).run()
+    treated = result.provenance["ctx_changes"]["t"][0]
+    assert [r["ctx_changes"]["reads"] for r in treated] == [{"delta": 1.0}, {}]
+    baseline = result.provenance["ctx_changes"]["baseline"][0]
+    assert baseline[0]["ctx_changes"]["reads"] == {}  # the default was used: nothing read (examples §14e)
+    quiet = _tree_experiment().run().provenance["ctx_changes"]["t"][0]
+    assert quiet[0]["ctx_changes"]["reads"] == {}
+
+
+def test_logging_plugin_explicit_level_applies_after_handlers_exist() -> None:
+    import logging
+
+    log = logging.getLogger("crystallize")
+    saved = (log.level, list(log.handlers))
+    log.addHandler(logging.NullHandler())
+    try:
+        log.setLevel(logging.WARNING)
+        _tree_experiment().run()
+        assert log.level == logging.WARNING  # the default leaves a configured logger alone
+        _tree_experiment(plugins=[LoggingPlugin(log_level="DEBUG")]).run()
+        assert log.level == logging.DEBUG
+    finally:
+        log.setLevel(saved[0])
+        log.handlers[:] = saved[1]

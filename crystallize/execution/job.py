@@ -19,6 +19,7 @@ from crystallize.datasources.datasource import DataSource
 from crystallize.errors import PipelineExecutionError
 from crystallize.execution.step_cache import CachePlan, planned
 from crystallize.plugins.base import BasePlugin, hook_methods
+from crystallize.plugins.builtin import LoggingPlugin
 from crystallize.steps import Pipeline, StepRecord, _StepPlan
 from crystallize.treatments import Treatment
 
@@ -49,8 +50,9 @@ class RunDefinition:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "replicate_hooks", hook_methods(self.plugins, "before_replicate"))
+        verbose = any(isinstance(p, LoggingPlugin) and p.verbose for p in self.plugins)  # 0.27: reads traced
         set_(self, "step_plan", _StepPlan(self.pipeline.steps, hook_methods(self.plugins, "before_step"),
-                                          hook_methods(self.plugins, "after_step")))
+                                          hook_methods(self.plugins, "after_step"), trace_reads=verbose))
         set_(self, "copy_initial", any(type(v) not in _ATOMIC for v in self.initial_ctx.values()))
 
 

@@ -71,7 +71,18 @@ class SeedPlugin(BasePlugin):
 
 
 class LoggingPlugin(BasePlugin):
-    """Logs a run's start, per-step progress (``verbose``) and summary to logger ``crystallize``."""
+    """Logs a run's start, per-step progress (``verbose``) and summary to logger ``crystallize``.
+
+    Parameters
+    ----------
+    verbose : bool
+        Log each step as it finishes, and record in provenance the context values each
+        step reads (``ctx_changes["reads"]``, as in 0.27).
+    log_level : str
+        Level of logger ``crystallize`` during runs. The default (``"INFO"``) is set only
+        when the logger has no handler yet, so an application's or the CLI's logging
+        configuration stays; any other level is set at every run.
+    """
 
     def __init__(self, verbose: bool = False, log_level: str = "INFO") -> None:
         self.verbose = verbose
@@ -79,9 +90,14 @@ class LoggingPlugin(BasePlugin):
         self._start = 0.0
 
     def before_run(self, experiment: Experiment) -> None:
-        if not logger.handlers:  # leave logging alone when the application (or our CLI) configured it
+        level = getattr(logging, self.log_level.upper())
+        if not logger.handlers:
             logger.addHandler(logging.StreamHandler())
-            logger.setLevel(getattr(logging, self.log_level.upper()))
+            logger.setLevel(level)
+        elif level != logging.INFO:
+            # a level asked for explicitly wins; the default leaves a configured logger alone
+            # (an application's or the CLI's)
+            logger.setLevel(level)
         self._start = time.perf_counter()  # the runner logs the run's resolved settings
 
     def _idle_hooks(self) -> frozenset[str]:
