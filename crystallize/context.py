@@ -84,6 +84,26 @@ class FrozenMetrics:
         return {k: [self.tags_at(k, i) for i in range(len(self._values.get(k, ())))] for k in self._tags}
 
 
+class _OutsideRun(Mapping[str, Any]):
+    """The empty ``FrozenContext._inputs`` of a context no runner made: an artifact is then
+    read from its producer's store. One instance; copies and pickles stay that instance."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __reduce__(self) -> str:
+        return "OUTSIDE_RUN"
+
+
+OUTSIDE_RUN = _OutsideRun()
+
+
 class FrozenContext:
     """An add-only mapping: new keys may be added, existing keys never change.
 
@@ -114,7 +134,7 @@ class FrozenContext:
         self.logger = logger or _LOGGER
         self._artifacts: ArtifactLog | None = None
         self.rng_factory: Any = None  # set by the job runner: () -> numpy Generator for `rng` params
-        self._inputs: Mapping[str, Any] = {}  # set by the job runner: artifact key -> ArtifactInput
+        self._inputs: Mapping[str, Any] = OUTSIDE_RUN  # the job runner sets artifact key -> ArtifactInput
         self._staging: str | None = None  # set by the job runner: where ctx.artifacts.path() stages files
 
     @classmethod

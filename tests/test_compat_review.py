@@ -238,3 +238,28 @@ def test_logging_plugin_explicit_level_applies_after_handlers_exist() -> None:
     finally:
         log.setLevel(saved[0])
         log.handlers[:] = saved[1]
+
+
+def test_artifact_fetch_outside_a_run_reads_the_newest_stored_run(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from crystallize import Artifact
+    from crystallize.errors import ArtifactNotFoundError
+
+    model = Artifact("model.txt", loader=lambda path: Path(path).read_text())
+
+    @pipeline_step()
+    def save_model(data: Any, ctx: FrozenContext, gain: float = 1.0) -> Any:
+        model.write(f"gain={gain} rep={ctx['replicate']}")
+        return data
+
+    trainer = Experiment(datasource=two_numbers(), pipeline=Pipeline([save_model()]), name="trainer", replicates=2,
+                         treatments=[Treatment("high", {"gain": 3.0})], outputs=[model],
+                         plugins=[ArtifactPlugin(root_dir=tmp_path / "data", versioned=True)])
+    with pytest.raises(ArtifactNotFoundError, match="no upstream run of 'trainer'"):
+        model.fetch(FrozenContext({"replicate": 0, "condition": "baseline"}))
+    trainer.run()
+    assert model.fetch(FrozenContext({"replicate": 1, "condition": "high"})) == "gain=3.0 rep=1"
+    assert model.fetch(FrozenContext({"replicate": 3, "condition": "baseline"})) == "gain=1.0 rep=1"  # 3 % 2
+    with caplog.at_level("WARNING", logger="crystallize"):
+        assert model.fetch(FrozenContext({"replicate": 0, "condition": "other"})) == "gain=1.0 rep=0"
+    assert any("falling back to 'baseline'" in r.getMessage() and "'other'" in r.getMessage() for r in caplog.records)

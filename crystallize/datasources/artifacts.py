@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crystallize.context import FrozenContext, current_context
+from crystallize.context import OUTSIDE_RUN, FrozenContext, current_context
 from crystallize.datasources.datasource import DataSource
 from crystallize.errors import ArtifactNotFoundError, ContextMutationError
-from crystallize.names import validate_name
+from crystallize.names import BASELINE, validate_name
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["Artifact", "ArtifactInput", "ArtifactLog", "ArtifactRecord", "clean_staged"]
 
@@ -212,6 +215,8 @@ class Artifact(DataSource):
             If the runner pinned no upstream run for it, or the file is missing.
         """
         pinned = ctx._inputs.get(self.key)
+        if pinned is None and ctx._inputs is OUTSIDE_RUN:
+            pinned = self._stored(str(ctx.get("condition", BASELINE)))
         if pinned is None:
             raise ArtifactNotFoundError(
                 f"no upstream run of '{self.producer_name}' is available for artifact '{self.name}'; run the "
@@ -220,6 +225,16 @@ class Artifact(DataSource):
         if not path.exists():
             raise ArtifactNotFoundError(f"artifact file missing (from '{self.producer_name}')", path=path, name=self.name)
         return self.loader(path)
+
+    def _stored(self, condition: str) -> ArtifactInput | None:
+        """Outside a run (no inputs pinned by a runner): the producer's newest stored run."""
+        from crystallize.graph.settings import stored_input  # the runner pins inputs; this is the manual path
+
+        found = stored_input(self, condition)
+        if found is not None and found.condition != condition:
+            logger.warning("artifact %s for condition '%s' not found in upstream '%s'; falling back to 'baseline'.",
+                           self.name, condition, self.producer_name)
+        return found
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

@@ -203,6 +203,28 @@ def _standalone_upstream(experiment: Experiment) -> dict[str, UpstreamRun]:
     return found
 
 
+def stored_input(artifact: Artifact, condition: str) -> ArtifactInput | None:
+    """Where ``artifact`` is read for ``condition`` outside a run: the newest run record of
+    its producer (in the producer's own store), the baseline when that run lacks
+    ``condition``; ``None`` when there is no producer, no run, or the condition read did
+    not complete."""
+    producer = getattr(artifact, "_producer", None)
+    if producer is None:
+        return None
+    plugin = producer.get_plugin(ArtifactPlugin) or ArtifactPlugin()
+    store = ExperimentStore(plugin.root_dir, producer.store_name)
+    record = latest_record(store)
+    if record is None:
+        return None
+    source = condition if condition in record.conditions else BASELINE
+    held = record.conditions.get(source)
+    if held is None or held.outcome is not ConditionOutcome.COMPLETE:
+        return None
+    entry = held.artifacts.get(artifact.name, {})
+    return ArtifactInput(artifact.producer_name or "", artifact.name, os.path.abspath(store.version_dir(held.version)),
+                         source, entry.get("step", "_unknown_step"), held.replicates)
+
+
 def resolve_inputs(experiment: Experiment, conditions: Sequence[str],
                    upstream: Mapping[str, UpstreamRun] | None) -> dict[str, ConditionInputs]:
     """Pin, per condition, the exact upstream version and condition each artifact is read from.
