@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from crystallize.errors import ConfigError, CrystallizeError
 
@@ -69,6 +70,14 @@ def _configure_logging(verbosity: int) -> None:
     root.propagate = False
 
 
+def _load_dotenv() -> None:
+    """Set variables from ``.env`` in the working directory (python-dotenv), as 0.27's CLI
+    did; variables already in the environment win."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path.cwd() / ".env", override=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``crystallize`` console script; returns the exit code."""
     parser = build_parser()
@@ -77,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     _configure_logging(args.verbose)
+    _load_dotenv()
     from crystallize.cli import commands
 
     handler = {"run": commands.run, "status": commands.status, "render": commands.render,

@@ -143,3 +143,17 @@ def test_copied_graph_folder_stays_fresh(yaml_graph: Path, tmp_path: Path, capsy
     capsys.readouterr()
     assert main(["status", str(copy), "--json"]) == 0  # module names and file paths are not fingerprinted
     assert json.loads(capsys.readouterr().out)["fresh"] is True
+
+
+def test_dotenv_in_the_working_directory_is_loaded_without_overriding(yaml_graph: Path, tmp_path: Path,
+                                                                      monkeypatch, capsys):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("CRYSTALLIZE_TEST_DOTENV=from-file\nCRYSTALLIZE_TEST_SET=from-file\n")
+    monkeypatch.setenv("CRYSTALLIZE_TEST_DOTENV", "placeholder")  # so monkeypatch removes it afterwards
+    monkeypatch.delenv("CRYSTALLIZE_TEST_DOTENV")
+    monkeypatch.setenv("CRYSTALLIZE_TEST_SET", "from-env")
+    assert main(["list", str(yaml_graph)]) == 0
+    assert os.environ["CRYSTALLIZE_TEST_DOTENV"] == "from-file"
+    assert os.environ["CRYSTALLIZE_TEST_SET"] == "from-env"
