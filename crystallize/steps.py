@@ -233,7 +233,7 @@ class _FunctionStep(PipelineStep):
         return dict(self._explicit)
 
     def __call__(self, data: Any, ctx: FrozenContext) -> Any:
-        return _call(self.fn, self._sig, data, ctx, _resolve(self._sig, self._explicit, ctx, self.name))
+        return _call(self.fn, self._sig, data, ctx, _resolve(self._sig, self._explicit, ctx, self.fn.__name__))
 
     def code_target(self) -> Callable[..., Any]:
         return self.fn
@@ -457,11 +457,11 @@ def _direct_call(step: PipelineStep) -> Callable[[Any, FrozenContext], Any]:
     change during a run (explicit values) are resolved here, once."""
     if type(step).__call__ is not _FunctionStep.__call__:
         return step
-    fn, sig, name = step.fn, step._sig, step.name  # type: ignore[attr-defined]
+    fn, sig = step.fn, step._sig  # type: ignore[attr-defined]
     explicit = step._explicit  # type: ignore[attr-defined]
     if not all(n in explicit and not isinstance(explicit[n], ResourceFactoryWrapper) for n in sig.names):
         # some parameter comes from the context: resolved per call
-        return lambda data, ctx: _call(fn, sig, data, ctx, _resolve(sig, explicit, ctx, name))
+        return lambda data, ctx: _call(fn, sig, data, ctx, _resolve(sig, explicit, ctx, fn.__name__))
     fixed = {n: explicit[n] for n in sig.names}
     if sig.ctx_second:
         # the common ``def step(data, ctx)`` needs no wrapper at all

@@ -237,7 +237,7 @@ class TestContextAndInjection:
         """W-11 fixed: the factory accepts it; a missing value fails only when the step runs."""
         step = needs_key()
         assert step(None, standalone_context({"required_key": 4.0})) == (None, {"got": 4.0})
-        with pytest.raises(TypeError, match="Parameter 'required_key' in step 'Needs_KeyStep' is not found"):
+        with pytest.raises(TypeError, match="Parameter 'required_key' in step 'needs_key' is not found"):
             step(None, standalone_context())
 
     def test_unknown_factory_parameter(self) -> None:

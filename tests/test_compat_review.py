@@ -263,3 +263,33 @@ def test_artifact_fetch_outside_a_run_reads_the_newest_stored_run(tmp_path: Path
     with caplog.at_level("WARNING", logger="crystallize"):
         assert model.fetch(FrozenContext({"replicate": 0, "condition": "other"})) == "gain=1.0 rep=0"
     assert any("falling back to 'baseline'" in r.getMessage() and "'other'" in r.getMessage() for r in caplog.records)
+
+
+def _seed_random(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+
+
+@pytest.mark.parametrize("executor", ["thread", "process"])
+def test_seeding_shared_random_state_in_threads_is_warned_about(executor: str,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from crystallize import ParallelExecution
+
+    exp = Experiment(datasource=two_numbers(), pipeline=Pipeline([total()]), name="par", replicates=4,
+                     plugins=[SeedPlugin(seed=11, seed_fn=_seed_random),
+                              ParallelExecution(executor_type=executor, max_workers=2)])
+    with caplog.at_level("WARNING"):
+        exp.run()
+    warned = [r for r in caplog.records if "not reproducible because 'random' state is shared" in r.getMessage()]
+    assert len(warned) == (1 if executor == "thread" else 0)
+
+
+def test_missing_injected_parameter_names_the_function() -> None:
+    @pipeline_step()
+    def needs_x(data: Any, ctx: FrozenContext, x: int) -> Any:
+        return data
+
+    with pytest.raises(TypeError, match="Dependency Injection Error: Parameter 'x' in step 'needs_x' is not found "
+                                        "in the Context and has no default value."):
+        needs_x()(1, standalone_context())

@@ -158,7 +158,7 @@ def test_explicit_resource_factory_is_called_each_time() -> None:
 
 
 def test_missing_context_parameter_names_the_step() -> None:
-    with pytest.raises(TypeError, match="Parameter 'delta' in step 'ShiftStep'"):
+    with pytest.raises(TypeError, match="Parameter 'delta' in step 'shift'"):
         _direct_call(shift())([1], FrozenContext({}))
 
 

@@ -397,14 +397,12 @@ def _collect_some(pending: set[Future[JobResult]], collector: Collector) -> set[
 
 
 def _warn_shared_random_state(settings: RunSettings, backend: Backend | None) -> None:
-    """Threads share ``random``/``numpy.random``: seeding them per replicate cannot be reproducible."""
-    from crystallize.plugins.builtin import default_seed_function
-
-    if backend is not None and not backend.remote and backend.capacity > 1 \
-            and settings.seed_fn is default_seed_function:
-        logger.warning("%s: replicates run concurrently in threads, so the global random/numpy.random state "
-                       "seeded per replicate is shared; take an `rng` parameter for reproducible randomness",
-                       settings.name)
+    """Threads share ``random``/``numpy.random``: seeding them per replicate cannot be reproducible
+    (a user's ``seed_fn`` seeds shared state too, so it is warned about as well, as in 0.27)."""
+    if backend is not None and not backend.remote and backend.capacity > 1 and settings.seed_fn is not None:
+        logger.warning("%s: SeedPlugin with replicates running concurrently in threads is not reproducible "
+                       "because 'random' state is shared; take an `rng` parameter, or use "
+                       "executor_type='process'", settings.name)
 
 
 def _warn_shadowed_treatment_keys(experiment: Experiment, settings: RunSettings) -> None:
