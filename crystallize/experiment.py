@@ -95,6 +95,7 @@ class Experiment:
     """
 
     VALID_EXECUTOR_TYPES = {"thread", "process"}
+    strategy = "rerun"  # what run() does without strategy= (0.27's class default)
 
     def __init__(self, datasource: DataSource, pipeline: Pipeline | Sequence[PipelineStep],
                  plugins: Sequence[BasePlugin] | None = None, *, description: str | None = None,
@@ -114,7 +115,6 @@ class Experiment:
         self.replicates = check_replicates(replicates)
         self.treatments = check_treatments(treatments or [], owner=name or "?")
         self.hypotheses = list(hypotheses or [])
-        self.strategy = "rerun"
         self.outputs: dict[str, Artifact] = {}
         for artifact in outputs or []:
             self._add_output(artifact.name, artifact)

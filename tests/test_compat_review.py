@@ -293,3 +293,13 @@ def test_missing_injected_parameter_names_the_function() -> None:
     with pytest.raises(TypeError, match="Dependency Injection Error: Parameter 'x' in step 'needs_x' is not found "
                                         "in the Context and has no default value."):
         needs_x()(1, standalone_context())
+
+
+def test_small_027_names() -> None:
+    from crystallize.utils.cache import CACHE_DIR
+
+    assert Experiment.strategy == "rerun" and Experiment.VALID_EXECUTOR_TYPES == {"thread", "process"}
+    assert isinstance(CACHE_DIR, Path)
+    exp = _tree_experiment()
+    exp.strategy = "resume"
+    assert Experiment.strategy == "rerun" and exp.strategy == "resume"

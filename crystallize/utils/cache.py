@@ -8,7 +8,11 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cache_path", "compute_hash", "load_cache", "store_cache"]
+__all__ = ["CACHE_DIR", "cache_path", "compute_hash", "load_cache", "store_cache"]
+
+#: The cache folder when this module was imported (0.27's constant); the functions below
+#: read ``CRYSTALLIZE_CACHE_DIR`` at each call, so a later change of the variable counts.
+CACHE_DIR = Path(os.environ.get("CRYSTALLIZE_CACHE_DIR", ".cache"))
 
 
 def compute_hash(obj: Any) -> str:
