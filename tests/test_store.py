@@ -526,3 +526,19 @@ def test_large_artifacts_are_hashed_while_written(tmp_path: Path) -> None:
     assert written == {"big.bin": ("S", blake3(big).hexdigest()), "small.bin": ("S", blake3(small).hexdigest())}
     folder = tmp_path / "exp" / "v0" / "replicate_0" / "baseline" / "S"
     assert (folder / "big.bin").read_bytes() == big and (folder / "small.bin").read_bytes() == small
+
+
+def test_markers_and_new_artifact_files_are_written_without_a_temporary_name(tmp_path: Path) -> None:
+    from crystallize.store.atomic import create_empty, write_new_bytes
+
+    marker = tmp_path / "v0" / "baseline" / ".crystallize_complete"
+    create_empty(marker)
+    create_empty(marker)  # again: still one empty file
+    assert marker.read_bytes() == b"" and sorted(p.name for p in marker.parent.iterdir()) == [marker.name]
+    target = tmp_path / "v0" / "replicate_0" / "baseline" / "S" / "a.bin"
+    write_new_bytes(target, b"first")
+    assert target.read_bytes() == b"first" and [p.name for p in target.parent.iterdir()] == ["a.bin"]
+    with open(target, "rb") as reader:  # a reader of the old file is never cut short by a rewrite
+        write_new_bytes(target, b"second")
+        assert reader.read() == b"first"
+    assert target.read_bytes() == b"second" and [p.name for p in target.parent.iterdir()] == ["a.bin"]

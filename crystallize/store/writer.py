@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from crystallize.datasources.artifacts import clean_staged
 from crystallize.fingerprint.content import digest_while, file_digest
-from crystallize.store.atomic import json_text, move_into_place, write_bytes, write_json
+from crystallize.store.atomic import create_empty, json_text, move_into_place, write_bytes, write_json, write_new_bytes
 from crystallize.store.layout import ExperimentStore
 
 if TYPE_CHECKING:
@@ -62,8 +62,8 @@ class VersionWriter:
             step = rec.step_name or "_unknown_step"
             path = self.store.artifact(self.version, replicate, condition, step, rec.name)
             if rec.data is not None:
-                digest = digest_while(rec.data, lambda data=rec.data, path=path: write_bytes(path, data,
-                                                                                        durable=self.durable))
+                digest = digest_while(rec.data, lambda data=rec.data, path=path: write_new_bytes(
+                    path, data, durable=self.durable))
             else:
                 assert rec.staged is not None
                 digest = file_digest(rec.staged, mapped=True)  # staged files are the run's own
@@ -136,7 +136,7 @@ class VersionWriter:
 
     def mark_complete(self, condition: str) -> None:
         """Write the completion marker (call only when every replicate succeeded)."""
-        write_bytes(self.store.marker(self.version, condition), b"", durable=self.durable)
+        create_empty(self.store.marker(self.version, condition), durable=self.durable)
 
     def clear_condition(self, condition: str) -> None:
         """Remove a condition's marker first, then its files (before rewriting it in place)."""
