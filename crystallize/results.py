@@ -209,16 +209,24 @@ class Result:
         ``"<condition>_rep_<r>"`` -> the exception; it carries ``.traceback_str``,
         ``.experiment``, ``.condition`` and ``.replicate``.
     provenance : dict
-        ``pipeline_signature``, ``replicates``, ``seeds``, ``ctx_changes``, ``master_seed``,
-        ``version`` and ``conditions`` (condition -> version holding it).
+        0.27's four keys: ``pipeline_signature``, ``replicates``, ``seeds`` (condition ->
+        replicate seeds) and ``ctx_changes`` (condition -> replicate -> step records).
+    run_info : dict
+        Where the run put things in the store: ``version`` (the version folder this run
+        wrote, ``None`` when everything was reused), ``conditions`` (condition -> version
+        holding it), ``blocked`` (conditions that could not run because an upstream
+        condition they read did not complete) and ``master_seed``; after
+        :meth:`Experiment.debug`, also ``store_root`` (the temporary store it used).
     """
 
     def __init__(self, metrics: ExperimentMetrics, artifacts: Mapping[str, Any] | None = None,
-                 errors: Mapping[str, BaseException] | None = None, provenance: Mapping[str, Any] | None = None) -> None:
+                 errors: Mapping[str, BaseException] | None = None, provenance: Mapping[str, Any] | None = None,
+                 run_info: Mapping[str, Any] | None = None) -> None:
         self.metrics = metrics
         self.artifacts = dict(artifacts or {})
         self.errors = dict(errors or {})
         self.provenance = dict(provenance or {})
+        self.run_info = dict(run_info or {})
 
     @property
     def provenance(self) -> dict[str, Any]:

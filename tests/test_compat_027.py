@@ -375,7 +375,7 @@ class TestSeeds:
         master = record["master_seed"]
         assert isinstance(master, int)
         assert record["conditions"]["baseline"]["seeds"] == [master, (master + 31337) % 2**32]
-        assert first.provenance["master_seed"] == master
+        assert first.run_info["master_seed"] == master
         again = Experiment(datasource=scores(), pipeline=Pipeline([record_seed()]), name="drawn", replicates=2).run()
         assert again.metrics.baseline.metrics["seed"] == first.metrics.baseline.metrics["seed"]
 
@@ -991,7 +991,7 @@ class TestSingleShotAndHelpers:
         assert r.metrics.treatments["bias_1.0"].metrics == {"loss": [3.0]}
         assert r.metrics.hypotheses == []
         assert not (tmp_path / "data").exists()
-        debug_root = Path(r.provenance["store_root"])  # kept, outside the real store
+        debug_root = Path(r.run_info["store_root"])  # kept, outside the real store
         assert (debug_root / "opt_demo" / "v0" / "baseline" / ".crystallize_complete").exists()
 
     def test_hook_order(self) -> None:

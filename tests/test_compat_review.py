@@ -303,3 +303,10 @@ def test_small_027_names() -> None:
     exp = _tree_experiment()
     exp.strategy = "resume"
     assert Experiment.strategy == "rerun" and exp.strategy == "resume"
+
+
+def test_provenance_has_027s_four_keys_and_run_info_the_rest() -> None:
+    result = _tree_experiment(plugins=[SeedPlugin(seed=5)]).run()
+    assert sorted(result.provenance) == ["ctx_changes", "pipeline_signature", "replicates", "seeds"]
+    assert result.run_info == {"version": 0, "conditions": {"baseline": 0, "t": 0}, "blocked": [], "master_seed": 5}
+    assert pickle.loads(pickle.dumps(result)).run_info == result.run_info

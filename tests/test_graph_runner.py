@@ -74,7 +74,7 @@ def test_chain_reads_exact_upstream_version_and_counts(tmp_path):
     first = graph.run()
     # consumer replicate r reads producer replicate r % 2
     assert first["b"].metrics.baseline.metrics["total"] == [10, 11, 10]
-    pins = first["b"].provenance["conditions"]
+    pins = first["b"].run_info["conditions"]
     assert pins == {"baseline": 0}
     import json
 
@@ -108,7 +108,7 @@ def test_failed_upstream_blocks_downstream_and_independent_branch_continues(tmp_
     results = graph.run()
     assert set(results["bad"].errors) == {"baseline_rep_0", "baseline_rep_1"}
     assert str(results["bad"].errors["baseline_rep_0"].original_exception) == "producer broke"
-    assert results["down"].provenance["blocked"] == ["baseline"]
+    assert results["down"].run_info["blocked"] == ["baseline"]
     assert results["side"].metrics.baseline.metrics["total"] == [2, 2]
     status = graph.status()
     assert status["bad"].state is NodeState.FAILED

@@ -240,7 +240,7 @@ def test_a_failed_condition_reruns_only_its_failed_replicates_and_blocks_downstr
     first = build(user, root, versioned=versioned, replicates=3, treatments=[BOOST]).run()
     ran = calls(user)
     assert ("transform", "boost", 0) not in ran  # blocked conditions never run on missing inputs
-    assert first["b"].provenance["blocked"] == ["boost"] and first["c"].provenance["blocked"] == ["boost"]
+    assert first["b"].run_info["blocked"] == ["boost"] and first["c"].run_info["blocked"] == ["boost"]
     assert set(first["a"].errors) == {"boost_rep_1"}
     monkeypatch.delenv("CRYSTALLIZE_TEST_FAIL")
     graph = build(user, root, versioned=versioned, replicates=3, treatments=[BOOST])

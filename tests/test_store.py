@@ -214,7 +214,7 @@ class TestLayout:
         producer(json_art(), ArtifactPlugin(versioned=True)).run()
         (tmp_path / "data" / "prod" / "v1" / "run.json").write_text("{ torn")
         res = producer(json_art(), ArtifactPlugin(versioned=True)).run(strategy="resume")
-        assert res.provenance["conditions"] == {"baseline": 0, "hi": 0}
+        assert res.run_info["conditions"] == {"baseline": 0, "hi": 0}
         assert list(res.metrics.treatments) == ["hi (v0)"]
 
     def test_unversioned_after_versioned_is_an_error(self, tmp_path: Path) -> None:
@@ -296,7 +296,7 @@ class TestAtomicAndReservation:
             t.start()
         for t in threads:
             t.join()
-        assert sorted(r.provenance["version"] for r in results) == [0, 1]
+        assert sorted(r.run_info["version"] for r in results) == [0, 1]
         for v in (0, 1):
             record = read_json(tmp_path / "data" / "twin" / f"v{v}" / "run.json")
             assert record["version"] == v and record["status"] == "complete"

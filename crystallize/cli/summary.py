@@ -48,7 +48,7 @@ def metrics_table(name: str, outcome: ExperimentOutcome, *, disabled: Sequence[s
     labelled ``disabled`` so the summary says why it has no metrics.
     """
     result = outcome.result
-    blocked = result.provenance.get("blocked", [])
+    blocked = result.run_info.get("blocked", [])
     rows: list[tuple[str, str, Mapping[str, list[Any]]]] = []
     if "baseline" not in blocked:
         version = outcome.record.conditions["baseline"].version

@@ -164,12 +164,14 @@ def _result(experiment: Experiment, settings: RunSettings, records: Mapping[str,
         "pipeline_signature": experiment.pipeline.signature(), "replicates": settings.replicates,
         "seeds": {n: m.seeds for n, m in metrics.items()},
         "ctx_changes": _ctx_changes(experiment.pipeline.steps, runs),
-        "master_seed": settings.master_seed, "version": version,
-        "conditions": {n: r.version for n, r in records.items()},
+    }
+    run_info = {
+        "version": version, "conditions": {n: r.version for n, r in records.items()},
         "blocked": [n for n, r in records.items() if r.outcome is ConditionOutcome.BLOCKED],
+        "master_seed": settings.master_seed,
     }
     result = Result(ExperimentMetrics(metrics[BASELINE], treatments, hypotheses),
-                    _artifact_paths(settings, done), errors, provenance)
+                    _artifact_paths(settings, done), errors, provenance, run_info)
     return result, deferred
 
 

@@ -67,7 +67,7 @@ def _apply(experiment: Experiment, treatment: Treatment | str | None, setup_ctx:
 def debug_run(experiment: Experiment, treatment: Treatment | str | None, *, verbose: bool = True) -> Result:
     """One replicate, serial, no hypotheses, stored in a fresh temporary folder.
 
-    The folder (``result.provenance["store_root"]``) is kept so the artifact paths in the
+    The folder (``result.run_info["store_root"]``) is kept so the artifact paths in the
     result stay readable; it never mixes with the experiment's real store.
     """
     import logging
@@ -93,7 +93,7 @@ def debug_run(experiment: Experiment, treatment: Treatment | str | None, *, verb
         log.setLevel(saved[0])
         for p, (was_verbose, level) in zip(loggers, saved[1]):
             p.verbose, p.log_level = was_verbose, level
-    outcome.result.provenance["store_root"] = str(root)
+    outcome.result.run_info["store_root"] = str(root)
     return outcome.result
 
 

@@ -315,7 +315,7 @@ def test_a_replicate_whose_artifact_was_deleted_reruns(chain, store):
     condition = chain.status()["a"].conditions["boost"]
     assert (condition.state, condition.missing_replicates) == (NodeState.INCOMPLETE, (1,))
     results = chain.run(strategy="resume")
-    version = results["a"].provenance["conditions"]["boost"]
+    version = results["a"].run_info["conditions"]["boost"]
     assert (store / "a" / f"v{version}" / "replicate_1" / "boost" / "ProduceStep" / "a.json").exists()
     assert chain.status()["a"].state is NodeState.FRESH
 
