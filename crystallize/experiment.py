@@ -129,13 +129,20 @@ class Experiment:
     def _add_output(self, key: str, artifact: Artifact) -> None:
         if not isinstance(artifact, Artifact):
             raise TypeError(f"experiment {self.name!r}: output {key!r} is not an Artifact")
-        if artifact.producer_name not in (None, self.name):
-            raise DuplicateNameError(
-                f"Artifact '{artifact.name}' is produced by multiple experiments: "
-                f"'{artifact.producer_name}' and '{self.name}'", name=artifact.name)
-        artifact.producer_name = self.name
-        artifact._producer = self  # type: ignore[attr-defined]
         self.outputs[key] = artifact
+        self.claim_outputs()
+
+    def claim_outputs(self) -> None:
+        """Make this experiment the producer of its output artifacts.
+
+        One :class:`Artifact` object may be listed in the outputs of several experiments
+        built one after another (0.27 allowed it: the last one built produces it); a graph
+        holding two of them is an error (:class:`ExperimentGraph` checks). So the producer
+        is claimed again whenever this experiment runs or joins a graph.
+        """
+        for artifact in self.outputs.values():
+            artifact.producer_name = self.name
+            artifact._producer = self  # type: ignore[attr-defined]
 
     # identity -----------------------------------------------------------------
     @property
@@ -214,6 +221,7 @@ class Experiment:
         """
         from crystallize.execution.engine import run_experiment
 
+        self.claim_outputs()
         outcome = _outside_event_loop(lambda: run_experiment(
             self, treatments=treatments, hypotheses=hypotheses, replicates=replicates, strategy=strategy))
         if outcome.deferred is not None:

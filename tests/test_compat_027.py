@@ -639,10 +639,13 @@ class TestPythonGraph:
         with pytest.raises(KeyError, match="experiment 'ghost' is not in the graph"):
             g.add_dependency("ghost", a)
         shared = Artifact("m.json")
-        make_trainer(shared)
-        with pytest.raises(DefinitionError, match="produced by multiple experiments"):
-            Experiment(datasource=readings(), pipeline=Pipeline([fit_model(model=shared)]), name="other",
-                       outputs=[shared])
+        first = make_trainer(shared)
+        second = Experiment(datasource=readings(), pipeline=Pipeline([fit_model(model=shared)]), name="other",
+                            outputs=[shared])  # allowed, as in 0.27: the last one built produces it
+        assert shared.producer_name == "other"
+        with pytest.raises(DefinitionError, match="produced by multiple experiments: 'trainer' and 'other'"):
+            ExperimentGraph(first, second)
+        assert ExperimentGraph(first).experiments["trainer"] is first and shared.producer_name == "trainer"
         orphan = Artifact("orphan.json")
         consumer = Experiment(datasource=orphan, pipeline=Pipeline([evaluate_direct()]), name="consumer")
         with pytest.raises(ValueError, match="Artifact 'orphan.json' read by 'consumer' has no producing experiment"):

@@ -310,3 +310,29 @@ def test_provenance_has_027s_four_keys_and_run_info_the_rest() -> None:
     assert sorted(result.provenance) == ["ctx_changes", "pipeline_signature", "replicates", "seeds"]
     assert result.run_info == {"version": 0, "conditions": {"baseline": 0, "t": 0}, "blocked": [], "master_seed": 5}
     assert pickle.loads(pickle.dumps(result)).run_info == result.run_info
+
+
+def test_one_artifact_object_in_the_outputs_of_two_experiments() -> None:
+    from crystallize import Artifact, ExperimentGraph
+
+    shared = Artifact("model.txt")
+
+    @pipeline_step()
+    def save(data: Any, ctx: FrozenContext) -> Any:
+        shared.write(f"from {ctx['condition']}")
+        return data
+
+    def build(name: str) -> Experiment:
+        return Experiment(datasource=two_numbers(), pipeline=Pipeline([save()]), name=name, outputs=[shared])
+
+    trainer, again = build("trainer"), build("again")  # built one after another: allowed, as in 0.27
+    assert shared.producer_name == "again"
+    trainer.run()  # running claims the output back
+    assert shared.producer_name == "trainer"
+    assert shared.fetch(FrozenContext({"replicate": 0, "condition": "baseline"})) == b"from baseline"
+    with pytest.raises(DuplicateNameError, match="produced by multiple experiments: 'trainer' and 'again'"):
+        ExperimentGraph(trainer, again)
+    graph = ExperimentGraph()
+    graph.add_experiment(again)
+    with pytest.raises(DuplicateNameError, match="'again' and 'trainer'"):
+        graph.add_experiment(trainer)

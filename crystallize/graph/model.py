@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from crystallize.datasources.artifacts import Artifact
 from crystallize.errors import CycleError, DefinitionError, DuplicateNameError
 from crystallize.experiment import Experiment
 
@@ -55,6 +56,7 @@ class ExperimentGraph:
         self._name = name
         self._order: tuple[str, ...] | None = None  # cached topological order; reset on every change
         self._experiments: Mapping[str, Experiment] | None = None
+        self._producers: dict[int, tuple[str, Artifact]] = {}  # id(output artifact) -> (producing node, artifact)
         self.seed: int | None = None
         self.store_root: Path | None = None
         self.versioned: bool | None = None
@@ -87,7 +89,7 @@ class ExperimentGraph:
         experiments = list(experiments)
         for exp in experiments:
             self.add_experiment(exp)
-        producers = {id(a): exp.name for exp in experiments for a in exp.outputs.values()}
+        producers = {key: node for key, (node, _) in self._producers.items()}
         for exp in experiments:
             for artifact in exp.upstream_artifacts:
                 producer = producers.get(id(artifact))
@@ -108,7 +110,15 @@ class ExperimentGraph:
         key = experiment.store_name
         if key in self._graph:
             raise DuplicateNameError(f"two experiments are named '{key}'", name=key)
+        for artifact in experiment.outputs.values():
+            known = self._producers.get(id(artifact))
+            if known is not None:
+                raise DuplicateNameError(f"Artifact '{artifact.name}' is produced by multiple experiments: "
+                                         f"'{known[0]}' and '{key}'", name=artifact.name)
+        for artifact in experiment.outputs.values():
+            self._producers[id(artifact)] = (key, artifact)  # the artifact is kept so its id stays unique
         self._graph.add_node(key, experiment=experiment)
+        experiment.claim_outputs()
         self._order = self._experiments = None
 
     def _link(self, downstream: str, upstream: str, artifact: str | None = None) -> None:
