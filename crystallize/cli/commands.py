@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from crystallize.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from crystallize.graph.model import ExperimentGraph
@@ -21,7 +22,7 @@ def _load(args: argparse.Namespace, console: Console | None) -> ExperimentGraph:
     if getattr(args, "store", None):
         graph.store_root = Path(args.store)
     if console is not None:
-        console.print(f"[dim]store: {Path(graph.store_root).resolve()}[/]")
+        console.print(f"[dim]store: {escape(str(Path(graph.store_root).resolve()))}[/]")
     return graph
 
 
@@ -63,11 +64,14 @@ def _report_reuse(console: Console, graph: ExperimentGraph, outcomes: dict[str, 
         reused = [n for n, p in outcome.plans.items() if not p.executes and n not in blocked]
         ran = {n: p.status.reasons[0] for n, p in outcome.plans.items() if p.executes and p.status.reasons}
         disabled = _disabled(graph.experiments[name]) if name in graph else ()
-        parts = [f"reused {', '.join(reused)}"] if reused else []
-        parts += [f"ran {n} ({_why(r)})" for n, r in ran.items()]
-        parts += [f"[magenta]blocked {', '.join(blocked)}[/] (an upstream condition failed)"] if blocked else []
-        parts += [f"[dim]skipped {', '.join(disabled)} (disabled in config.state.json)[/]"] if disabled else []
-        console.print(f"[bold]{name}[/]: " + "; ".join(parts), highlight=False)
+        # names and reasons come from the user: escaped, so "[...]" in them prints as text
+        parts = [escape(f"reused {', '.join(reused)}")] if reused else []
+        parts += [escape(f"ran {n} ({_why(r)})") for n, r in ran.items()]
+        parts += [f"[magenta]{escape('blocked ' + ', '.join(blocked))}[/] (an upstream condition failed)"] if blocked \
+            else []
+        parts += [f"[dim]{escape('skipped ' + ', '.join(disabled))} (disabled in config.state.json)[/]"] if disabled \
+            else []
+        console.print(f"[bold]{escape(name)}[/]: " + "; ".join(parts), highlight=False)
 
 
 def _report_errors(console: Console, name: str, errors: dict[str, BaseException]) -> None:
@@ -77,8 +81,8 @@ def _report_errors(console: Console, name: str, errors: dict[str, BaseException]
         condition = getattr(exc, "condition", key.rsplit("_rep_", 1)[0])
         grouped.setdefault((condition, _describe(exc)), []).append(key.rsplit("_rep_", 1)[-1])
     for (condition, text), reps in grouped.items():
-        console.print(f"[red]{name} {condition} replicate{'s' if len(reps) > 1 else ''} {', '.join(reps)}: {text}[/]",
-                      highlight=False)
+        line = f"{name} {condition} replicate{'s' if len(reps) > 1 else ''} {', '.join(reps)}: {text}"
+        console.print(f"[red]{escape(line)}[/]", highlight=False)
 
 
 def _describe(exc: BaseException) -> str:
@@ -116,12 +120,12 @@ def run(args: argparse.Namespace) -> int:
             console.print(table)
         _report_errors(console, name, node.result.errors)
     if args.render:
-        console.print(f"picture: {graph.render(args.render)}")
+        console.print(f"picture: {escape(str(graph.render(args.render)))}")
     if outcome.deferred is not None:  # results are stored and shown; the definition needs fixing
-        console.print(f"[red]error: {outcome.deferred}[/]", highlight=False)
+        console.print(f"[red]error: {escape(str(outcome.deferred))}[/]", highlight=False)
         return EXIT_USAGE
     if outcome.failed:
-        console.print(f"[red]failed or blocked: {', '.join(outcome.failed)}[/]")
+        console.print(f"[red]failed or blocked: {escape(', '.join(outcome.failed))}[/]")
         return EXIT_FAILED
     return EXIT_OK
 
@@ -159,7 +163,7 @@ def render(args: argparse.Namespace) -> int:
     graph = _load(args, console)
     path = graph.render(args.output, status=not args.no_status, rankdir=args.rankdir, focus=args.focus,
                         hops=args.hops)
-    console.print(f"wrote {path}")
+    console.print(f"wrote {escape(str(path))}")
     return EXIT_OK
 
 
@@ -182,9 +186,9 @@ def _list_row(root: Path, path: Path, graph: Any, *, show_hidden: bool) -> tuple
     name, exp = next((n, e) for n, e in graph.experiments.items() if getattr(e, "config_path", None) == path)
     if getattr(exp, "cli", {}).get("hidden") and not show_hidden:
         return None
-    linked = graph.upstream(name) or list(graph._graph.successors(name))
-    return (str(path.parent.relative_to(root)), exp.store_name, f"graph node ({graph.name})" if linked else
-            "experiment", str(exp.replicates), ", ".join(t.name for t in exp.treatments))
+    kind = f"graph node ({graph.name})" if len(graph) > 1 else "experiment"
+    return (str(path.parent.relative_to(root)), exp.store_name, kind, str(exp.replicates),
+            ", ".join(t.name for t in exp.treatments))
 
 
 def list_configs(args: argparse.Namespace) -> int:
@@ -201,9 +205,9 @@ def list_configs(args: argparse.Namespace) -> int:
     console = Console()
     root = Path(args.root)
     if not root.is_dir():
-        console.print(f"[red]{root} is not a folder[/]")
+        console.print(f"[red]{escape(str(root))} is not a folder[/]")
         return EXIT_USAGE
-    table = Table(title=f"experiments under {root.resolve()}", title_justify="left")
+    table = Table(title=f"experiments under {escape(str(root.resolve()))}", title_justify="left")
     for column in ("folder", "name", "kind", "replicates", "treatments"):
         table.add_column(column, overflow="fold")
     errors, hidden, folders = 0, 0, {}
@@ -213,12 +217,12 @@ def list_configs(args: argparse.Namespace) -> int:
             graph = graph if graph is not None else load_graph(path)
         except (CrystallizeError, ValueError, TypeError) as exc:
             errors += 1
-            table.add_row(str(path.parent.relative_to(root)), "", "[red]error[/]", "", str(exc))
+            table.add_row(escape(str(path.parent.relative_to(root))), "", "[red]error[/]", "", escape(str(exc)))
             continue
         row = _list_row(root, path, graph, show_hidden=getattr(args, "all", False))
         hidden += row is None
         if row is not None:
-            table.add_row(*row)
+            table.add_row(*(escape(cell) for cell in row))
     if hidden:
         table.caption = f"{hidden} hidden (cli: hidden: true); --all lists them"
     console.print(table)

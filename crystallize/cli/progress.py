@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from crystallize.execution.events import NodeFinished, NodeStarted, ReplicateFinished, RunStarted
@@ -31,11 +32,11 @@ class RunProgress:
 
     def __call__(self, event: object) -> None:
         if isinstance(event, NodeStarted):
-            self._progress.update(self._nodes, description=f"graph: {event.experiment}")
+            self._progress.update(self._nodes, description=f"graph: {escape(event.experiment)}")
         elif isinstance(event, RunStarted):
             if self._current is not None:
                 self._progress.remove_task(self._current)
-            self._current = self._progress.add_task(f"  {event.experiment} v{event.version}", total=event.total)
+            self._current = self._progress.add_task(f"  {escape(event.experiment)} v{event.version}", total=event.total)
         elif isinstance(event, ReplicateFinished) and self._current is not None:
             self._progress.advance(self._current)
         elif isinstance(event, NodeFinished):

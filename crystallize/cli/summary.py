@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from crystallize.graph.status import GraphStatus, NodeState, NodeStatus, StaleKind
@@ -56,17 +57,18 @@ def metrics_table(name: str, outcome: ExperimentOutcome, *, disabled: Sequence[s
     for key, metrics in result.metrics.treatments.items():
         rows.append((key, _how(outcome, key.rsplit(" (v", 1)[0]), metrics.metrics))
     names = sorted({m for _, _, metrics in rows for m in metrics})
-    table = Table(title=f"{name}", title_justify="left")
+    # user-given names and values are escaped: "[...]" in them is text, not rich markup
+    table = Table(title=escape(name), title_justify="left")
     table.add_column("condition")
     table.add_column("")
     for metric in names:
-        table.add_column(metric, justify="right")
+        table.add_column(escape(metric), justify="right")
     for label, how, metrics in rows:
-        table.add_row(label, how, *[_cell(list(metrics.get(m, []))) for m in names])
+        table.add_row(escape(label), how, *[escape(_cell(list(metrics.get(m, [])))) for m in names])
     for cond in blocked:
-        table.add_row(cond, "[magenta]blocked[/]", *["-" for _ in names])
+        table.add_row(escape(cond), "[magenta]blocked[/]", *["-" for _ in names])
     for cond in disabled:
-        table.add_row(cond, "[dim]disabled[/]", *["-" for _ in names])
+        table.add_row(escape(cond), "[dim]disabled[/]", *["-" for _ in names])
     return table
 
 
@@ -101,15 +103,15 @@ def hypothesis_table(name: str, outcome: ExperimentOutcome) -> Table | None:
     hyps = outcome.result.metrics.hypotheses
     if not hyps:
         return None
-    table = Table(title=f"{name}: hypotheses", title_justify="left")
+    table = Table(title=f"{escape(name)}: hypotheses", title_justify="left")
     for column in ("hypothesis", "treatment", "result", "ranked first"):
         table.add_column(column)
     for hyp in hyps:
         for treatment, res in hyp.results.items():
             best = hyp.ranking.get("best") == treatment and _significant(res)
-            table.add_row(hyp.name, treatment, hypothesis_mark(res), "*" if best else "")
+            table.add_row(escape(hyp.name), escape(treatment), escape(hypothesis_mark(res)), "*" if best else "")
         for where, message in hyp.errors.items():
-            table.add_row(hyp.name, where, f"[red]error: {message}[/]", "")
+            table.add_row(escape(hyp.name), escape(where), f"[red]error: {escape(message)}[/]", "")
     return table
 
 
@@ -148,5 +150,5 @@ def status_table(status: GraphStatus) -> Table:
         text = f"{reason.kind.value}: {reason.detail}" if reason else ""
         if reason is not None and reason.upstream and reason.upstream not in text:
             text += f" (from {reason.upstream})"
-        table.add_row(name, f"[{style}]{node.state.value}[/]", text, _to_run(node))
+        table.add_row(escape(name), f"[{style}]{node.state.value}[/]", escape(text), escape(_to_run(node)))
     return table

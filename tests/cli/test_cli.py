@@ -157,3 +157,18 @@ def test_dotenv_in_the_working_directory_is_loaded_without_overriding(yaml_graph
     assert main(["list", str(yaml_graph)]) == 0
     assert os.environ["CRYSTALLIZE_TEST_DOTENV"] == "from-file"
     assert os.environ["CRYSTALLIZE_TEST_SET"] == "from-env"
+
+
+def test_brackets_in_user_text_print_as_text(yaml_graph: Path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    steps = yaml_graph / "consumer" / "steps.py"
+    steps.write_text(steps.read_text().replace(
+        "return data, {", "raise KeyError('closing [/x] tag and [bold]loud[/bold] [columns]')\n    return data, {"))
+    assert main(["run", str(yaml_graph)]) == 1
+    out = capsys.readouterr().out
+    assert "closing [/x] tag and [bold]loud[/bold] [columns]" in out
+    assert "failed or blocked: consumer" in out
+    config = yaml_graph / "producer" / "config.yaml"
+    config.write_text(config.read_text() + "cli:\n  hidden: 'no'\n")
+    assert main(["list", str(yaml_graph)]) == 1
+    assert "[cli.hidden]" in capsys.readouterr().out
