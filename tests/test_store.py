@@ -176,7 +176,7 @@ class TestLayout:
         assert read_json(root / "v1" / "_manifest.json") == {"model.json": "Save_ModelStep"}
         latest, base, found = load_all_metrics(root)
         assert latest == 1 and found == {"hi": (0, {"gain": [3.0, 3.0]}), "lo": (1, {"gain": [0.5, 0.5]})}
-        assert base == {}  # v1 holds no baseline of its own: it was reused from v0
+        assert base == {"gain": [1.0, 1.0]}  # v1 holds no baseline of its own: run.json maps it to v0
 
     def test_no_op_resume_creates_no_version(self, tmp_path: Path) -> None:
         producer(json_art(), ArtifactPlugin(versioned=True)).run()
@@ -414,7 +414,9 @@ class TestInterruptedRun:
         v0 = tmp_path / "data" / "cc" / "v0"
         assert not list(v0.rglob(".crystallize_complete"))
         record = read_json(v0 / "run.json")
-        assert record["status"] == "running"
+        assert record["status"] == "failed"  # final: it records what ran before Ctrl-C
+        assert [m is not None for m in record["conditions"]["baseline"]["metrics"]] == [True, True, True, False]
+        assert {c["outcome"] for c in record["conditions"].values()} == {"incomplete"}
         counter = CountJobs()
         res = self.build(counter).run(strategy="resume")
         assert sorted(counter.seen) == [("baseline", 3), ("t", 2), ("t", 3)]

@@ -33,7 +33,7 @@ from crystallize.graph.settings import (ConditionInputs, RunSettings, UpstreamRu
                                        run_store)
 from crystallize.graph.plan import ConditionPlan, plan_conditions
 from crystallize.plugins.base import overrides_loop
-from crystallize.plugins.builtin import ArtifactPlugin, replicate_seed
+from crystallize.plugins.builtin import ArtifactPlugin, LoggingPlugin, replicate_seed
 from crystallize.store.layout import ExperimentStore
 from crystallize.store.record import RunRecord
 from crystallize.store.retention import prune_versions
@@ -428,16 +428,39 @@ def _backend_for(experiment: Experiment, backend: Backend | None) -> tuple[Backe
     return None, chosen, False
 
 
+def _run_jobs(settings: RunSettings, plans: Mapping[str, ConditionPlan], ref: DefinitionRef,
+              runs: Mapping[str, ConditionRun], collector: Collector, backend: Backend | None, custom: Any,
+              experiment: Experiment, on_event: EventSink | None) -> BaseException | None:
+    """Run every planned job on ``backend`` (or through the custom loop ``custom``); the collector stores each result.
+
+    Returns the error to raise once everything is stored when a custom loop skipped
+    replicates, else ``None``.
+    """
+    jobs = _jobs(ref, settings, runs)
+    if on_event:
+        reused = tuple(n for n, p in plans.items() if not p.executes)
+        total = sum(len(run.plan.run) for run in runs.values())
+        on_event(RunStarted(settings.name, collector.writer.version, total, tuple(runs), reused))
+    collector.finish_idle()  # conditions with nothing to execute, only stored replicates to record
+    if backend is None:  # _backend_for found a 0.27 custom loop instead
+        return run_custom_loop(experiment, custom, list(jobs), collector)
+    _dispatch(backend, jobs, collector)
+    return None
+
+
 def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, ConditionPlan],
              inputs: Mapping[str, ConditionInputs], backend: Backend | None, on_event: EventSink | None) -> ExperimentOutcome:
     from crystallize.execution.report import finish_run, log_fallbacks, running_record
 
     for plugin in experiment.plugins:
+        if isinstance(plugin, LoggingPlugin):
+            plugin.replicates = settings.replicates  # its step lines count this run's replicates
         plugin.before_run(experiment)
-    logger.info("Experiment %s: %d replicates, %d treatments, %d hypotheses (seed=%d); running %s", settings.name,
+    # 0.27's line first (a pattern written for 0.27's log still matches), then which experiment and what runs
+    logger.info("Experiment: %d replicates, %d treatments, %d hypotheses (seed=%d); %s: running %s",
                 settings.replicates, len(settings.conditions) - 1, len(settings.hypotheses), settings.master_seed,
-                ", ".join(n if p.run else f"{n} (recording its finished replicates)"
-                          for n, p in plans.items() if p.executes))
+                settings.name, ", ".join(n if p.run else f"{n} (recording its finished replicates)"
+                                         for n, p in plans.items() if p.executes))
     setup_ctx = _setup_context(experiment, settings)
     with ExitStack() as stack:
         stack.callback(lambda: [step.teardown(setup_ctx) for step in experiment.pipeline.steps])
@@ -463,20 +486,13 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
         writer.write_record(running, replace=not fresh)
         _warn_shared_random_state(settings, chosen)
         _warn_shadowed_treatment_keys(experiment, settings)
-        jobs = _jobs(ref, settings, runs)
-        if on_event:
-            reused = tuple(n for n, p in plans.items() if not p.executes)
-            total = sum(len(run.plan.run) for run in runs.values())
-            on_event(RunStarted(settings.name, version, total, tuple(runs), reused))
-        collector.finish_idle()  # conditions with nothing to execute, only stored replicates to record
-        unfinished = None  # a custom loop that skipped replicates: raised once everything is stored
         try:
-            if custom is not None:
-                unfinished = run_custom_loop(experiment, custom, list(jobs), collector)
-            else:
-                _dispatch(chosen, jobs, collector)
-        finally:
-            writer.flush(final=collector.finished)
+            unfinished = _run_jobs(settings, plans, ref, runs, collector, chosen, custom, experiment, on_event)
+        except BaseException:  # a custom loop, a hook or Ctrl-C: store what ran, then propagate
+            writer.flush()  # the journal first: it still holds the work if writing the record fails too
+            finish_run(experiment, settings, plans, inputs, runs, writer, running, stopped=True)
+            raise
+        writer.flush(final=collector.finished)
         outcome = finish_run(experiment, settings, plans, inputs, runs, writer, running)
         if unfinished is not None:
             outcome = dataclasses.replace(outcome, deferred=unfinished)

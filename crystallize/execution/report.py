@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from crystallize.execution.engine import ExperimentOutcome
     from crystallize.experiment import Experiment
 
-__all__ = ["assemble", "finish_run", "log_fallbacks", "replicate_result", "running_record"]
+__all__ = ["assemble", "finish_run", "log_cache_hits", "log_fallbacks", "replicate_result", "running_record"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,21 @@ def log_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
                 logger.warning("%s: artifact %s for condition '%s' not found in upstream '%s' (v%d); "
                                "falling back to 'baseline'.", experiment, pin.artifact, name, pin.producer,
                                pin.version)
+
+
+def log_cache_hits(steps: Sequence[Any], runs: Mapping[str, ConditionRun]) -> None:
+    """Log 0.27's ``Cache hit rate: 50% (3/6 steps)`` once per run, over every step of every replicate it ran.
+
+    0.27 logged the line once per replicate; here the run's step records are summed once
+    (one record per step run; its second field says whether the step cache answered).
+    Without a cacheable step nothing can hit, so then the records are only counted.
+    """
+    results = [res for run in runs.values() for res in run.results.values()]
+    if not results:  # no replicate ran (0.27 logged the line per replicate run)
+        return
+    total = sum(len(res.provenance) for res in results)
+    hits = sum(rec[1] for res in results for rec in res.provenance) if any(s.cacheable for s in steps) else 0
+    logger.info("Cache hit rate: %.0f%% (%d/%d steps)", 100 * hits / total if total else 0, hits, total)
 
 
 def _no_inputs(plans: Mapping[str, ConditionPlan], runs: Mapping[str, ConditionRun]) -> dict[str, ConditionInputs]:
@@ -197,18 +212,21 @@ def assemble(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
 
 def finish_run(experiment: Experiment, settings: RunSettings, plans: Mapping[str, ConditionPlan],
                inputs: Mapping[str, ConditionInputs], runs: Mapping[str, ConditionRun],
-               writer: VersionWriter, running: RunRecord) -> ExperimentOutcome:
+               writer: VersionWriter, running: RunRecord, *, stopped: bool = False) -> ExperimentOutcome:
     """Write ``run.json``, ``metadata.json`` and ``_manifest.json`` and build the outcome.
 
     ``running`` is the record written when the run started (its start time, environment
-    and git commit carry over).
+    and git commit carry over). ``stopped=True``: the run ended by an exception (a custom
+    loop raised, Ctrl-C); its status is ``"failed"`` whatever its conditions hold, and each
+    condition records exactly the replicates that ran (complete only when all of them did).
     """
     from crystallize.execution.engine import ExperimentOutcome
 
     version = writer.version
     records = _records(settings, plans, runs, inputs, version, final=True)
     result, deferred = _result(experiment, settings, records, runs, version)
-    failed = any(r.outcome is not ConditionOutcome.COMPLETE for n, r in records.items() if n in runs)
+    log_cache_hits(experiment.pipeline.steps, runs)
+    failed = stopped or any(r.outcome is not ConditionOutcome.COMPLETE for n, r in records.items() if n in runs)
     previous = settings.previous if settings.previous and settings.previous.version == version else None
     record = RunRecord(settings.name, version, "failed" if failed else "complete", running.started, _now(),
                        settings.master_seed, settings.replicates, records,

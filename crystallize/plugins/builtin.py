@@ -22,6 +22,9 @@ __all__ = ["ArtifactPlugin", "LoggingPlugin", "SeedPlugin", "default_seed_functi
 
 logger = logging.getLogger("crystallize")
 
+# 0.27's console format; the name is fixed because the runner logs through child loggers
+_FORMAT = "%(asctime)s - crystallize - %(levelname)s - %(message)s"
+
 
 def default_seed_function(seed: int) -> None:
     """Seed ``random`` and ``numpy.random`` (global state; prefer an ``rng`` parameter)."""
@@ -87,12 +90,15 @@ class LoggingPlugin(BasePlugin):
     def __init__(self, verbose: bool = False, log_level: str = "INFO") -> None:
         self.verbose = verbose
         self.log_level = log_level if isinstance(log_level, str) and hasattr(logging, log_level.upper()) else "INFO"
+        self.replicates: int | None = None  # replicates of the run in progress (set by the runner)
         self._start = 0.0
 
     def before_run(self, experiment: Experiment) -> None:
         level = getattr(logging, self.log_level.upper())
         if not logger.handlers:
-            logger.addHandler(logging.StreamHandler())
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(_FORMAT))
+            logger.addHandler(handler)
             logger.setLevel(level)
         elif level != logging.INFO:
             # a level asked for explicitly wins; the default leaves a configured logger alone
@@ -107,13 +113,14 @@ class LoggingPlugin(BasePlugin):
 
     def after_step(self, experiment: Experiment, step: PipelineStep, data: Any, ctx: Any) -> None:
         if self.verbose:
-            logger.debug("Rep %s/%s %s finished step %s", ctx.get("replicate", 0) + 1, experiment.replicates,
-                         ctx.get("condition"), step.name)
+            logger.debug("Rep %s/%s %s finished step %s", ctx.get("replicate", 0) + 1,
+                         self.replicates or experiment.replicates, ctx.get("condition"), step.name)
 
     def after_run(self, experiment: Experiment, result: Result) -> None:
+        # 0.27's line first (a pattern written for 0.27's log still matches), then which experiment
         best = ", ".join(f"{h.name}: {h.ranking.get('best')!r}" for h in result.metrics.hypotheses)
-        logger.info("Completed %s in %.1fs; %s%d errors", experiment.name, time.perf_counter() - self._start,
-                    f"Best {best}; " if best else "", len(result.errors))
+        logger.info("Completed in %.1fs; %s%d errors; %s", time.perf_counter() - self._start,
+                    f"Best {best}; " if best else "", len(result.errors), experiment.name or experiment.id)
 
 
 def _env_default(value: Any, default: Any, env: str, cast: Callable[[str], Any]) -> Any:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from crystallize.names import BASELINE
 from crystallize.store.layout import MARKER, ExperimentStore, list_versions
 from crystallize.store.record import RunRecord
 
@@ -47,8 +48,63 @@ def _read_results(path: Path) -> dict[str, list[Any]]:
         return {}
 
 
+def _folder_metrics(vdir: Path) -> dict[str, dict[str, list[Any]]]:
+    """Condition -> metrics of every complete condition folder of one version (0.27's walk)."""
+    if not vdir.is_dir():
+        return {}
+    found: dict[str, dict[str, list[Any]]] = {}
+    for cond_dir in sorted(p for p in vdir.iterdir() if p.is_dir() and not p.name.startswith("replicate_")):
+        if (cond_dir / "results.json").exists() and (cond_dir / MARKER).exists():
+            found[cond_dir.name] = _read_results(cond_dir / "results.json")
+    return found
+
+
+def _mapped_metrics(exp_dir: Path, record: RunRecord) -> dict[str, tuple[int, dict[str, list[Any]]]]:
+    """Condition -> (version, metrics) of every active condition of ``record``, read from the
+    version its ``run.json`` maps it to (complete conditions only: marker present)."""
+    found: dict[str, tuple[int, dict[str, list[Any]]]] = {}
+    for name, condition in record.conditions.items():
+        cond_dir = exp_dir / f"v{condition.version}" / name
+        if condition.version >= 0 and (cond_dir / MARKER).exists() and (cond_dir / "results.json").exists():
+            found[name] = (condition.version, _read_results(cond_dir / "results.json"))
+    return found
+
+
+def _record(exp_dir: Path, versions: list[int], version: int | None) -> RunRecord | None:
+    """``run.json`` of ``version``, or with no version the newest readable one."""
+    for v in reversed(versions) if version is None else (version,):
+        record = RunRecord.load(exp_dir / f"v{v}" / "run.json")
+        if record is not None:
+            return record
+    return None
+
+
+def _stored(exp_dir: Path, version: int | None) -> tuple[int, dict[str, tuple[int, dict[str, list[Any]]]]] | None:
+    """The version read and condition -> (version holding it, metrics); ``None`` without versions."""
+    versions = list_versions(exp_dir)
+    if not versions:
+        return None
+    record = _record(exp_dir, versions, version)
+    if record is not None:
+        return record.version, _mapped_metrics(exp_dir, record)
+    version = versions[-1] if version is None else version
+    return version, {name: (version, m) for name, m in _folder_metrics(exp_dir / f"v{version}").items()}
+
+
 def load_metrics(exp_dir: str | Path, version: int | None = None) -> tuple[int, dict[str, list[Any]], dict[str, dict[str, list[Any]]]]:
-    """Stored metrics of one version (default: the newest).
+    """Stored metrics of the experiment as of one run (default: the newest).
+
+    Conditions resolve through that run's ``run.json``, which maps every active condition
+    to the version holding it: after a resume that ran only some conditions, the baseline
+    and the reused treatments come from the older versions they live in. A version
+    without ``run.json`` (a 0.27 store) is read folder by folder, as 0.27 did.
+
+    Parameters
+    ----------
+    exp_dir : str or Path
+        The experiment's folder, ``<root>/<experiment name>``.
+    version : int, optional
+        The run to read (``v<version>``); default: the newest with a readable ``run.json``.
 
     Returns
     -------
@@ -56,40 +112,35 @@ def load_metrics(exp_dir: str | Path, version: int | None = None) -> tuple[int, 
         ``(version, baseline metrics, {treatment: metrics})``; ``(-1, {}, {})`` when the
         experiment has no version. Only complete conditions (marker present) are read.
     """
-    exp_dir = Path(exp_dir)
-    versions = list_versions(exp_dir)
-    if not versions:
+    stored = _stored(Path(exp_dir), version)
+    if stored is None:
         return -1, {}, {}
-    version = versions[-1] if version is None else version
-    vdir = exp_dir / f"v{version}"
-    baseline: dict[str, list[Any]] = {}
-    treatments: dict[str, dict[str, list[Any]]] = {}
-    for cond_dir in sorted(p for p in vdir.iterdir() if p.is_dir() and not p.name.startswith("replicate_")):
-        if not (cond_dir / "results.json").exists() or not (cond_dir / MARKER).exists():
-            continue
-        metrics = _read_results(cond_dir / "results.json")
-        if cond_dir.name == "baseline":
-            baseline = metrics
-        else:
-            treatments[cond_dir.name] = metrics
-    return version, baseline, treatments
+    latest, found = stored
+    baseline = found.pop(BASELINE, (latest, {}))[1]
+    return latest, baseline, {name: metrics for name, (_, metrics) in found.items()}
 
 
 def load_all_metrics(exp_dir: str | Path, version: int | None = None) -> tuple[int, dict[str, list[Any]], dict[str, tuple[int, dict[str, list[Any]]]]]:
-    """Metrics of every treatment ever stored, each from the newest version holding it.
+    """Metrics of every treatment ever stored up to one run (default: the newest).
+
+    The active conditions of that run resolve through its ``run.json`` (as in
+    :func:`load_metrics`); treatments it does not use any more come from the newest
+    version folder holding them, as in 0.27.
 
     Returns
     -------
     tuple
-        ``(latest version, baseline metrics of that version, {treatment: (version, metrics)})``.
+        ``(latest version, baseline metrics, {treatment: (version, metrics)})``;
+        ``(-1, {}, {})`` when the experiment has no version.
     """
     exp_dir = Path(exp_dir)
-    versions = [v for v in list_versions(exp_dir) if version is None or v <= version]
-    if not versions:
+    stored = _stored(exp_dir, version)
+    if stored is None:
         return -1, {}, {}
-    latest, baseline, _ = load_metrics(exp_dir, versions[-1])
-    found: dict[str, tuple[int, dict[str, list[Any]]]] = {}
-    for v in reversed(versions):
-        for name, metrics in load_metrics(exp_dir, v)[2].items():
-            found.setdefault(name, (v, metrics))
+    latest, found = stored
+    baseline = found.pop(BASELINE, (latest, {}))[1]
+    for v in reversed([v for v in list_versions(exp_dir) if v <= latest]):
+        for name, metrics in _folder_metrics(exp_dir / f"v{v}").items():
+            if name != BASELINE:
+                found.setdefault(name, (v, metrics))
     return latest, baseline, found
