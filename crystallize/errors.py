@@ -17,7 +17,7 @@ CrystallizeError
 ├── FingerprintError (ValueError)            code or data cannot be fingerprinted
 │   └── UnhashableValueError                 .key: a value with no canonical encoding
 ├── StoreError                               .path: the on-disk store is unusable
-│   └── ArtifactNotFoundError (KeyError)     .name: an artifact file is missing
+│   └── ArtifactNotFoundError (KeyError)     .name, .step_name: an artifact file is missing
 ├── ExecutionError                           a backend could not run a job
 │   ├── SerializationError (TypeError)       .what: the step, artifact or key that will not pickle
 │   ├── WorkerCrashError                     a worker process died while running a job
@@ -180,10 +180,22 @@ class StoreError(CrystallizeError):
 
 
 class ArtifactNotFoundError(StoreError, KeyError):
-    """An artifact file is missing from the store."""
+    """An artifact file is missing: from the store, or from the staging path a step asked for.
 
-    def __init__(self, message: str, *, path: Path | str, name: str) -> None:
-        self.name = name
+    Parameters
+    ----------
+    message : str
+        What is missing and why.
+    path : Path or str
+        Where it was looked for (or the artifact name).
+    name : str
+        The artifact's file name.
+    step_name : str, optional
+        The step that should have written it, when one should have.
+    """
+
+    def __init__(self, message: str, *, path: Path | str, name: str, step_name: str | None = None) -> None:
+        self.name, self.step_name = name, step_name
         StoreError.__init__(self, message, path=path)
 
     def __str__(self) -> str:  # KeyError would quote the message

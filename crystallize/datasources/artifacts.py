@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import shutil
+import stat
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +18,14 @@ from crystallize.context import OUTSIDE_RUN, FrozenContext, current_context
 from crystallize.datasources.datasource import DataSource
 from crystallize.errors import ArtifactNotFoundError, ContextMutationError
 from crystallize.names import BASELINE, validate_name
+from crystallize.results import plain_key
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Artifact", "ArtifactInput", "ArtifactLog", "ArtifactRecord", "clean_staged"]
+__all__ = ["Artifact", "ArtifactInput", "ArtifactLog", "ArtifactRecord", "clean_staged", "discard_staged",
+           "sweep_staging"]
+
+_STAGE_PREFIX = "crystallize-stage-"  # + "<pid>[+<runner pid>]@<host>." + mkdtemp's random letters
 
 
 @dataclass(slots=True)
@@ -50,7 +58,7 @@ class ArtifactLog:
     def _claim(self, name: str) -> None:
         validate_name(name, what="artifact")
         if name in self._names:
-            raise ContextMutationError(f"Artifact '{name}' already written in this run")
+            raise ContextMutationError(f"Artifact '{name}' already written in this replicate and condition")
         self._names.add(name)
 
     def add(self, name: str, data: bytes) -> None:
@@ -69,12 +77,16 @@ class ArtifactLog:
         self._records.append(ArtifactRecord(name, bytes(data)))
 
     def path(self, name: str) -> Path:
-        """A staging path to write a large file ``name`` to; the runner moves it into place."""
+        """A staging path to write a large file ``name`` to; the runner moves it into place.
+
+        The staging folder's name carries the owning process ids (see :func:`sweep_staging`).
+        """
         self._claim(name)
         if self._staging_dir is None:
             if self._staging_root is not None:
                 os.makedirs(self._staging_root, exist_ok=True)
-            self._staging_dir = Path(tempfile.mkdtemp(prefix="crystallize-stage-", dir=self._staging_root))
+            prefix = f"{_STAGE_PREFIX}{_staging_owner()}."
+            self._staging_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=self._staging_root))
         target = self._staging_dir / f"{len(self._records)}-{name}"
         self._records.append(ArtifactRecord(name, None, staged=target))
         return target
@@ -94,15 +106,33 @@ class ArtifactLog:
         """Drop every queued record."""
         self._records.clear()
 
-    def unwritten(self) -> ArtifactRecord | None:
-        """The first record whose staging path (:meth:`path`) has no file, if any."""
-        return next((r for r in self._records if r.staged is not None and not r.staged.exists()), None)
+    @property
+    def staging(self) -> bool:
+        """Whether :meth:`path` was called (a staging folder exists)."""
+        return self._staging_dir is not None
+
+    def settle(self) -> None:
+        """Make each staged file a regular file of this run's own, ready to hash and move.
+
+        A symlink, or a file with other hard links, is replaced by a copy of the bytes it
+        shows now: moving it as is would let the stored file change with the outside one.
+
+        Raises
+        ------
+        ArtifactNotFoundError
+            If a staging path holds no file (a dangling symlink included) or something
+            other than a regular file after following symlinks (a folder, a pipe);
+            ``.step_name`` names the step that asked for the path.
+        """
+        for record in self._records:
+            if record.staged is not None:
+                _own_regular_file(record, record.staged)
 
     def discard(self) -> None:
-        """Drop every queued record and delete the files staged for them (a failed run's)."""
-        for record in self.drain():
-            if record.staged is not None:
-                clean_staged(record.staged)
+        """Drop every queued record and delete what was staged for them (a failed or in-memory run's)."""
+        discard_staged(self.drain())
+        if self._staging_dir is not None:  # whatever else the step left in its staging folder
+            shutil.rmtree(self._staging_dir, ignore_errors=True)
 
     def __iter__(self) -> Iterator[ArtifactRecord]:
         return iter(self._records)
@@ -111,13 +141,138 @@ class ArtifactLog:
         return len(self._records)
 
 
+def _staging_error(record: ArtifactRecord, problem: str) -> ArtifactNotFoundError:
+    return ArtifactNotFoundError(f"step '{record.step_name}' {problem}", path=record.name, name=record.name,
+                                 step_name=record.step_name)
+
+
+def _own_regular_file(record: ArtifactRecord, path: Path) -> None:
+    """Check one staged path and replace a link found there with a copy of its bytes."""
+    asked = f"ctx.artifacts.path({record.name!r})"
+    try:
+        found = os.lstat(path)
+        target = os.stat(path) if stat.S_ISLNK(found.st_mode) else found
+    except OSError:  # nothing there, or a symlink to nothing
+        raise _staging_error(record, f"asked for {asked} but wrote no file there") from None
+    if not stat.S_ISREG(target.st_mode):
+        what = "a folder" if stat.S_ISDIR(target.st_mode) else "something other than a regular file"
+        raise _staging_error(record, f"wrote {what} at {asked}; an artifact is one file: write one file there "
+                                     "(e.g. an archive of the folder, from shutil.make_archive)")
+    if target is found and found.st_nlink == 1:
+        return
+    copy = path.with_name(f".{path.name}.copy")
+    try:
+        shutil.copyfile(path, copy)
+        os.replace(copy, path)
+    except OSError as exc:
+        copy.unlink(missing_ok=True)
+        raise _staging_error(record, f"linked {asked} to a file that cannot be copied ({exc})") from exc
+
+
+def discard_staged(records: Iterable[ArtifactRecord]) -> None:
+    """Delete the staged files of records that will not be stored (e.g. a result replaced by a rerun)."""
+    for record in records:
+        if record.staged is not None:
+            clean_staged(record.staged)
+
+
 def clean_staged(path: Path) -> None:
-    """Delete a staged file if it exists, then its staging folder once that is empty."""
-    path.unlink(missing_ok=True)
+    """Delete a staged file (or folder) if it exists, then its staging folder once that is empty."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # a folder (IsADirectoryError on Linux, PermissionError on macOS)
+        if not path.is_dir() or path.is_symlink():
+            raise
+        shutil.rmtree(path, ignore_errors=True)
     try:
         path.parent.rmdir()
     except OSError:  # other files still staged there, or already gone
         pass
+
+
+def _host() -> str:
+    """This machine's name, as a file-name-safe string (stores may be shared between machines)."""
+    uname = getattr(os, "uname", None)
+    name = uname().nodename if uname is not None else os.environ.get("COMPUTERNAME", "")
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "host"
+
+
+def _staging_owner() -> str:
+    """``<pid>[+<runner pid>]@<host>``: the processes whose death makes a staging folder garbage."""
+    return _owner_of(os.getpid())
+
+
+@functools.lru_cache(maxsize=4)
+def _owner_of(pid: int) -> str:
+    """:func:`_staging_owner` for process ``pid`` (the key: a forked child asks again).
+
+    A worker process started by ``multiprocessing`` also names its parent (the runner,
+    which moves the files into the store after the worker answers).
+    """
+    process = sys.modules.get("multiprocessing.process")  # a multiprocessing child has it imported
+    parent = process.parent_process() if process is not None else None
+    pids = f"{pid}+{parent.pid}" if parent is not None and parent.pid else str(pid)
+    return f"{pids}@{_host()}"
+
+
+def _owner_pids(folder: str, host: str) -> list[int]:
+    """The owner pids named by a staging folder of this host; empty when it is not one (keep it)."""
+    if not folder.startswith(_STAGE_PREFIX):
+        return []
+    owner, dot, _random = folder[len(_STAGE_PREFIX):].rpartition(".")
+    pids, at, folder_host = owner.partition("@")
+    if not (dot and at) or folder_host != host:
+        return []
+    parts = pids.split("+")
+    return [int(p) for p in parts] if all(p.isdigit() and int(p) > 0 for p in parts) else []
+
+
+def _gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists (signal 0 probes without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. PermissionError: it exists, under another user
+        return False
+    return False
+
+
+def sweep_staging(staging_dir: str | os.PathLike[str]) -> int:
+    """Delete staging folders under ``staging_dir`` whose owner processes are all gone.
+
+    Files a step staged reach the store when its job's result is persisted; a killed or
+    crashed run leaves them behind. A folder is removed only when its name proves that
+    every process owning it (see :meth:`ArtifactLog.path`) no longer exists on this
+    machine; folders of live processes, of other machines, or with names from older
+    versions are kept.
+
+    Parameters
+    ----------
+    staging_dir : str or PathLike
+        A store's ``.staging`` folder; missing is fine.
+
+    Returns
+    -------
+    int
+        Number of folders removed.
+    """
+    if os.name != "posix":  # os.kill(pid, 0) probes a process only on POSIX (on Windows it sends CTRL_C)
+        return 0
+    try:
+        entries = list(os.scandir(staging_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    host, removed = _host(), 0
+    for entry in entries:
+        pids = _owner_pids(entry.name, host)
+        if pids and all(_gone(pid) for pid in pids) and entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    if removed:
+        logger.info("removed %d staging folder(s) left in %s by processes that are gone", removed,
+                    os.fspath(staging_dir))
+    return removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,26 +367,29 @@ class Artifact(DataSource):
         Raises
         ------
         ArtifactNotFoundError
-            If the runner pinned no upstream run for it, or the file is missing.
+            If no upstream run is pinned (in a run) or readable (outside one: the
+            message says what the producer's newest run holds), or the file is missing.
         """
         pinned = ctx._inputs.get(self.key)
         if pinned is None and ctx._inputs is OUTSIDE_RUN:
-            pinned = self._stored(str(ctx.get("condition", BASELINE)))
+            pinned = self._stored(str(ctx.get("condition", BASELINE)))  # raises, saying what it found
         if pinned is None:
+            producer = f"'{self.producer_name}'" if self.producer_name is not None else (
+                "its producer (or it is not listed in any experiment's outputs)")
             raise ArtifactNotFoundError(
-                f"no upstream run of '{self.producer_name}' is available for artifact '{self.name}'; run the "
+                f"no upstream run of {producer} is available for artifact '{self.name}'; run the "
                 "producer first or run both in an ExperimentGraph", path=self.name, name=self.name)
         path = pinned.path(int(ctx.get("replicate", 0)))
         if not path.exists():
             raise ArtifactNotFoundError(f"artifact file missing (from '{self.producer_name}')", path=path, name=self.name)
         return self.loader(path)
 
-    def _stored(self, condition: str) -> ArtifactInput | None:
+    def _stored(self, condition: str) -> ArtifactInput:
         """Outside a run (no inputs pinned by a runner): the producer's newest stored run."""
         from crystallize.graph.settings import stored_input  # the runner pins inputs; this is the manual path
 
         found = stored_input(self, condition)
-        if found is not None and found.condition != condition:
+        if found.condition not in (condition, plain_key(condition)):
             logger.warning("artifact %s for condition '%s' not found in upstream '%s'; falling back to 'baseline'.",
                            self.name, condition, self.producer_name)
         return found

@@ -16,7 +16,7 @@ from typing import Any
 from crystallize.context import FrozenContext
 from crystallize.datasources.artifacts import ArtifactInput, ArtifactRecord
 from crystallize.datasources.datasource import DataSource
-from crystallize.errors import PipelineExecutionError
+from crystallize.errors import ArtifactNotFoundError, PipelineExecutionError
 from crystallize.execution.step_cache import CachePlan, planned
 from crystallize.plugins.base import BasePlugin, hook_methods
 from crystallize.plugins.builtin import LoggingPlugin
@@ -190,11 +190,13 @@ def run_job(job: Job) -> JobResult:
             ctx._artifacts.discard()
         return JobResult(job.condition, job.replicate, job.seed, None, error=_error(exc), provenance=tuple(records))
     log = ctx._artifacts
-    if log is not None and (unwritten := log.unwritten()) is not None:
-        log.discard()  # the replicate fails: its other files must not reach the store either
-        message = f"step '{unwritten.step_name}' asked for ctx.artifacts.path({unwritten.name!r}) but wrote no file there"
-        error = JobError("ArtifactNotFoundError", message, message, unwritten.step_name)
-        return JobResult(job.condition, job.replicate, job.seed, None, error=error, provenance=tuple(records))
+    if log is not None and log.staging:
+        try:
+            log.settle()  # each staged path holds a regular file of this run's own
+        except ArtifactNotFoundError as exc:
+            log.discard()  # the replicate fails: its other files must not reach the store either
+            error = JobError(type(exc).__name__, str(exc), str(exc), exc.step_name, exc)
+            return JobResult(job.condition, job.replicate, job.seed, None, error=error, provenance=tuple(records))
     artifacts = tuple(log.drain()) if log is not None else ()
     tags = ctx.metrics.tags()
     return JobResult(job.condition, job.replicate, job.seed, ctx.metrics.take(), tags, artifacts, None, tuple(records))

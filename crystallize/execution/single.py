@@ -58,10 +58,14 @@ def _apply(experiment: Experiment, treatment: Treatment | str | None, setup_ctx:
         from crystallize.execution.job import _RngFactory
 
         ctx.rng_factory = _RngFactory(seed)
-    if data is None:
-        ctx._inputs = resolve_inputs(experiment, [condition], None)[condition].artifacts
-        data = experiment.datasource.fetch(ctx)
-    return experiment.pipeline.run(data, ctx)
+    try:
+        if data is None:
+            ctx._inputs = resolve_inputs(experiment, [condition], None)[condition].artifacts
+            data = experiment.datasource.fetch(ctx)
+        return experiment.pipeline.run(data, ctx)
+    finally:
+        if ctx._artifacts is not None:  # nothing is stored: files staged through ctx.artifacts.path() go too
+            ctx._artifacts.discard()
 
 
 def debug_run(experiment: Experiment, treatment: Treatment | str | None, *, verbose: bool = True) -> Result:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crystallize.datasources.artifacts import ArtifactInput
+from crystallize.errors import ArtifactNotFoundError
 from crystallize.experiment import check_replicates, check_treatments
 from crystallize.names import BASELINE
 from crystallize.plugins.builtin import ArtifactPlugin, SeedPlugin, default_seed_function
@@ -18,9 +19,11 @@ from crystallize.store.layout import ExperimentStore
 from crystallize.store.reader import latest_record
 from crystallize.fingerprint.content import CONTENT_HASH
 from crystallize.graph.status import StaleKind
+from crystallize.results import plain_key
 from crystallize.store.record import ConditionOutcome, ConditionRecord, RunRecord, UpstreamPin
 
 if TYPE_CHECKING:
+    from crystallize.datasources.artifacts import Artifact
     from crystallize.experiment import Experiment
     from crystallize.hypothesis import Hypothesis
     from crystallize.treatments import Treatment
@@ -203,25 +206,52 @@ def _standalone_upstream(experiment: Experiment) -> dict[str, UpstreamRun]:
     return found
 
 
-def stored_input(artifact: Artifact, condition: str) -> ArtifactInput | None:
+_UNFINISHED: dict[ConditionOutcome | None, str] = {  # why a stored condition cannot be read, for stored_input's message
+    ConditionOutcome.FAILED: "a replicate failed",
+    ConditionOutcome.BLOCKED: "it was blocked: an upstream condition it reads failed",
+    ConditionOutcome.INCOMPLETE: "the run stopped before every replicate finished, or is still running",
+}
+
+
+def stored_input(artifact: Artifact, condition: str) -> ArtifactInput:
     """Where ``artifact`` is read for ``condition`` outside a run: the newest run record of
     its producer (in the producer's own store), the baseline when that run lacks
-    ``condition``; ``None`` when there is no producer, no run, or the condition read did
-    not complete."""
+    ``condition``. A result key such as ``"t (v0)"`` reads condition ``"t"``.
+
+    Raises
+    ------
+    ArtifactNotFoundError
+        If the producer is not known here, has no stored run, or its newest run did not
+        complete the condition read; the message says which.
+    """
     producer = getattr(artifact, "_producer", None)
+    name = artifact.name
+    if producer is None and artifact.producer_name is None:
+        raise ArtifactNotFoundError(f"artifact '{name}' is not listed in any experiment's outputs, so no run "
+                                    "produces it: give it to its producer as outputs=[...]", path=name, name=name)
     if producer is None:
-        return None
+        raise ArtifactNotFoundError(
+            f"artifact '{name}' names producer '{artifact.producer_name}', but that experiment is not known in this "
+            "process: fetch through the Artifact object listed in the producer's outputs", path=name, name=name)
     plugin = producer.get_plugin(ArtifactPlugin) or ArtifactPlugin()
     store = ExperimentStore(plugin.root_dir, producer.store_name)
-    record = latest_record(store)
+    record, who = latest_record(store), artifact.producer_name or producer.store_name
     if record is None:
-        return None
+        raise ArtifactNotFoundError(
+            f"no upstream run of '{who}' is available for artifact '{name}' (none stored in "
+            f"{store.dir}); run the producer first or run both in an ExperimentGraph", path=name, name=name)
+    if condition not in record.conditions:
+        condition = plain_key(condition)
     source = condition if condition in record.conditions else BASELINE
     held = record.conditions.get(source)
     if held is None or held.outcome is not ConditionOutcome.COMPLETE:
-        return None
-    entry = held.artifacts.get(artifact.name, {})
-    return ArtifactInput(artifact.producer_name or "", artifact.name, os.path.abspath(store.version_dir(held.version)),
+        why = _UNFINISHED.get(held.outcome if held is not None else None, "it has no such condition")
+        raise ArtifactNotFoundError(
+            f"the newest run of '{who}' (v{record.version}) did not complete condition "
+            f"'{source}' ({why}), so artifact '{name}' cannot be read from it; run the producer again",
+            path=store.version_dir(record.version), name=name)
+    entry = held.artifacts.get(name, {})
+    return ArtifactInput(artifact.producer_name or "", name, os.path.abspath(store.version_dir(held.version)),
                          source, entry.get("step", "_unknown_step"), held.replicates)
 
 

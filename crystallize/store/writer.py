@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crystallize.datasources.artifacts import clean_staged
+from crystallize.datasources.artifacts import clean_staged, sweep_staging
 from crystallize.fingerprint.content import digest_while, file_digest
 from crystallize.store.atomic import create_empty, json_text, move_into_place, write_bytes, write_json, write_new_bytes
 from crystallize.store.layout import ExperimentStore
@@ -41,11 +41,13 @@ class VersionWriter:
 
     Every file goes through a temporary name and ``os.replace``; completion markers are
     written last and only by :meth:`mark_complete`, so a killed run never leaves a
-    condition that looks complete.
+    condition that looks complete. Made when a run starts, it first removes the staging
+    folders that processes now gone left in the store (:func:`sweep_staging`).
     """
 
     def __init__(self, store: ExperimentStore, version: int, *, durable: bool = False) -> None:
         self.store, self.version, self.durable = store, version, durable
+        sweep_staging(store.staging_dir)  # a run starts: drop what killed or crashed runs staged
         self.manifest: dict[str, str] = {}
         # builds a journal entry from what journal() was given, when it is flushed (see journal())
         self.describe: Callable[[str, Any], Mapping[str, Any]] | None = None
