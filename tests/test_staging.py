@@ -334,3 +334,14 @@ def test_fetch_reads_a_versioned_result_key_as_its_condition(caplog: pytest.LogC
     with caplog.at_level(logging.WARNING):
         assert art.fetch(standalone_context({"condition": key, "replicate": 1})) == b"t-1"
     assert "falling back" not in caplog.text
+
+
+def test_a_replicate_a_custom_loop_runs_twice_keeps_only_the_last_staged_files() -> None:
+    class Twice(BasePlugin):
+        def run_experiment_loop(self, experiment: Any, replicate_fn: Any) -> list[Any]:
+            replicate_fn(0)  # a retry: the first result is replaced, its staged file must go
+            return [replicate_fn(rep) for rep in range(experiment.replicates)]
+
+    _experiment(stage_own(), "twice", plugins=[Twice()]).run()
+    assert _stored("twice", 0, "Stage_OwnStep").is_file() and _stored("twice", 1, "Stage_OwnStep").is_file()
+    assert _staging_left() == []

@@ -27,6 +27,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from crystallize.datasources.artifacts import discard_staged
 from crystallize.errors import ExecutionError
 from crystallize.execution.job import Job, JobResult, run_job
 from crystallize.results import ReplicateResult
@@ -92,6 +93,9 @@ def run_custom_loop(experiment: Experiment, plugin: Any, jobs: Sequence[Job],
     def replicate_fn(rep: int) -> LoopReplicate:
         results = [run_job(job) for job in by_rep.get(rep, ())]
         for result in results:
+            replaced = seen.get((result.condition, result.replicate))
+            if replaced is not None:  # its staged files will never be stored
+                discard_staged(replaced.artifacts)
             seen[result.condition, result.replicate] = result
         return LoopReplicate.of(results, experiment.pipeline.steps)
 
