@@ -45,17 +45,12 @@ def write_bytes(path: Path, data: bytes | memoryview, *, durable: bool = False) 
         Also ``fsync`` the file and its folder.
     """
     tmp = _temp_name(path)
+    fd = _open(tmp, _CREATE)
     try:
-        fh = open(tmp, "wb")
-    except FileNotFoundError:  # the folder is missing: create it only then (one syscall saved per write)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(tmp, "wb")
-    try:
-        with fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
+        try:
+            _write_all(fd, data, durable)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -64,17 +59,36 @@ def write_bytes(path: Path, data: bytes | memoryview, *, durable: bool = False) 
         fsync_dir(path.parent)
 
 
+# Plain os.open/os.write: an io.open file object costs three more system calls per file
+# (fstat, isatty ioctl, lseek), a tenth of a small file's write time here.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _open(path: Path, flags: int) -> int:
+    """``os.open`` for writing, creating the folder only when it is missing (a call saved per write)."""
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, 0o666)
+
+
+def _write_all(fd: int, data: bytes | memoryview, durable: bool) -> None:
+    view = memoryview(data).cast("B")
+    while view:  # os.write may write less than asked (e.g. over 2 GiB on Linux)
+        view = view[os.write(fd, view):]
+    if durable:
+        os.fsync(fd)
+
+
 def create_empty(path: Path, *, durable: bool = False) -> None:
     """Create an empty file (a completion marker) in one step.
 
     An empty file is whole the moment it exists, so the temporary name and rename that
     :func:`write_bytes` needs buy nothing here (and cost a file-system journal entry each).
     """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = _open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0))
     try:
         if durable:
             os.fsync(fd)
@@ -93,18 +107,15 @@ def write_new_bytes(path: Path, data: bytes | memoryview, *, durable: bool = Fal
     reader of the old one is never cut short.
     """
     try:
-        fh = open(path, "xb", buffering=0)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(path, "xb", buffering=0)
+        fd = _open(path, _CREATE_NEW)
     except FileExistsError:
         write_bytes(path, data, durable=durable)
         return
     try:
-        with fh:
-            fh.write(data)
-            if durable:
-                os.fsync(fh.fileno())
+        try:
+            _write_all(fd, data, durable)
+        finally:
+            os.close(fd)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
