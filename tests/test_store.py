@@ -544,3 +544,25 @@ def test_markers_and_new_artifact_files_are_written_without_a_temporary_name(tmp
         write_new_bytes(target, b"second")
         assert reader.read() == b"first"
     assert target.read_bytes() == b"second" and [p.name for p in target.parent.iterdir()] == ["a.bin"]
+
+
+def test_read_file_and_git_commit_read_with_plain_system_calls(tmp_path: Path) -> None:
+    from crystallize.store.atomic import read_file
+    from crystallize.store.record import _resolve_head
+
+    big = os.urandom((1 << 20) * 2 + 5)
+    (tmp_path / "big.bin").write_bytes(big)
+    (tmp_path / "empty").write_bytes(b"")
+    assert read_file(tmp_path / "big.bin") == big and read_file(tmp_path / "empty") == b""
+    with pytest.raises(FileNotFoundError):
+        read_file(tmp_path / "missing")
+    git = tmp_path / ".git"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    assert _resolve_head(git) is None  # a branch with no commit yet
+    (git / "packed-refs").write_text("# pack-refs\n" + "a" * 40 + " refs/heads/main\n")
+    assert _resolve_head(git) == "a" * 40
+    (git / "refs" / "heads" / "main").write_text("b" * 40 + "\n")
+    assert _resolve_head(git) == "b" * 40  # a loose ref wins over packed-refs
+    (git / "HEAD").write_text("c" * 40 + "\n")
+    assert _resolve_head(git) == "c" * 40  # detached

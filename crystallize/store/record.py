@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crystallize.store.atomic import read_file
+
 __all__ = ["SCHEMA", "ConditionOutcome", "ConditionRecord", "RunRecord", "UpstreamPin", "environment_info", "git_commit"]
 
 SCHEMA = 1
@@ -126,7 +128,7 @@ class RunRecord:
     def load(cls, path: Path) -> RunRecord | None:
         """Read ``path``; ``None`` when it is missing or unreadable (e.g. from a newer schema)."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_file(path))
             return cls.from_json(data) if data.get("schema") == SCHEMA else None
         except (OSError, ValueError, TypeError, KeyError):
             return None
@@ -171,7 +173,7 @@ def _find_git_dir(path: Path) -> Path | None:
 
 def _resolve_head(git: Path) -> str | None:
     try:
-        head = (git / "HEAD").read_text().strip()
+        head = read_file(git / "HEAD").decode(errors="replace").strip()
     except OSError:
         return None
     if not head.startswith("ref:"):
@@ -180,9 +182,10 @@ def _resolve_head(git: Path) -> str | None:
     common = git / "commondir"
     roots = [git, (git / common.read_text().strip()).resolve()] if common.is_file() else [git]
     for root in roots:
-        loose = root / ref
-        if loose.is_file():
-            return loose.read_text().strip() or None
+        try:
+            return read_file(root / ref).decode(errors="replace").strip() or None
+        except OSError:  # not a loose ref here: look in packed-refs
+            pass
         packed = root / "packed-refs"
         if packed.is_file():
             for line in packed.read_text().splitlines():

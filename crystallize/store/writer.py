@@ -180,4 +180,4 @@ class VersionWriter:
         if replace or self.durable:
             write_bytes(path, text.encode("utf-8"), durable=self.durable)
         else:
-            path.write_text(text, encoding="utf-8")
+            write_new_bytes(path, text.encode("utf-8"))
