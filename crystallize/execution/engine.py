@@ -216,7 +216,7 @@ def _condition_runs(settings: RunSettings, plans: Mapping[str, ConditionPlan],
 def _definition(experiment: Experiment, settings: RunSettings, setup: _Setup, remote: bool) -> DefinitionRef:
     definition = RunDefinition(
         experiment_name=settings.name, datasource=experiment.datasource, pipeline=experiment.pipeline,
-        initial_ctx=setup.values, treatments={k: v for k, v in settings.conditions.items() if v is not None},
+        initial_ctx=experiment.initial_ctx, shared_ctx=setup.shared, treatments={k: v for k, v in settings.conditions.items() if v is not None},
         plugins=tuple(experiment.plugins), seed_fn=settings.seed_fn, experiment=experiment,
         step_cache=cache_plan(experiment.pipeline.steps))
     ref = DefinitionRef(f"{settings.name}:{uuid.uuid4().hex}", definition)
@@ -236,7 +236,8 @@ def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings
         cause = exc
     parts: list[tuple[str, Any]] = [("datasource", experiment.datasource)]
     parts += [(f"step '{s.name}'", s) for s in experiment.pipeline.steps]
-    parts += [(setup.origin(k), v) for k, v in setup.values.items()]
+    parts += [(f"initial_ctx key '{k}'", v) for k, v in experiment.initial_ctx.items()]
+    parts += [(setup.origin(k), v) for k, v in setup.shared.items()]
     parts += [(f"treatment '{k}'", v) for k, v in settings.conditions.items() if v is not None]
     parts += [(f"plugin {type(p).__name__}", p) for p in experiment.plugins]
     for what, obj in parts:
@@ -249,11 +250,12 @@ def _preflight(ref: DefinitionRef, experiment: Experiment, settings: RunSettings
 
 @dataclass(frozen=True, slots=True)
 class _Setup:
-    """The context the steps' ``setup`` built: every replicate-condition context starts from
-    ``values`` (``initial_ctx`` plus the keys setup added); ``added`` names the step that
-    added each new key, for errors."""
+    """The keys the steps' ``setup`` added to the context (``shared``), which every
+    replicate-condition context receives as they are: shared within a process, not copied
+    (they are resources built once, as 0.27 merged them); ``added`` names the step that
+    added each key, for errors."""
 
-    values: Mapping[str, Any]
+    shared: Mapping[str, Any]
     added: Mapping[str, str]  # key -> step name
 
     def origin(self, key: str) -> str:
@@ -275,21 +277,16 @@ def _setup_context(experiment: Experiment, settings: RunSettings) -> FrozenConte
     raise cause
 
 
-def _run_setup(experiment: Experiment, settings: RunSettings, ctx: FrozenContext) -> _Setup:
-    """Call every step's ``setup(ctx)``; a key it adds must deep-copy, as ``initial_ctx`` values must."""
+def _run_setup(experiment: Experiment, ctx: FrozenContext) -> _Setup:
+    """Call every step's ``setup(ctx)`` and collect the keys they add (process and Ray
+    backends pickle them once per worker; :func:`_preflight` names one that will not)."""
     added: dict[str, str] = {}
     for step in experiment.pipeline.steps:
         step.setup(ctx)
         for key in ctx:
             if key not in added and key not in experiment.initial_ctx:
                 added[key] = step.name
-    setup = _Setup(dict(ctx.as_dict()), added)
-    for key in added:  # jobs deep-copy the context: fail now, naming the key, not once per replicate
-        try:
-            copy.deepcopy(ctx[key])
-        except Exception as exc:
-            raise SerializationError(f"{setup.origin(key)} of experiment '{settings.name}'", exc) from exc
-    return setup
+    return _Setup({key: ctx[key] for key in added}, added)
 
 
 def _jobs(ref: DefinitionRef, settings: RunSettings, runs: Mapping[str, ConditionRun]) -> Iterator[Job]:
@@ -464,7 +461,7 @@ def _execute(experiment: Experiment, settings: RunSettings, plans: Mapping[str, 
     setup_ctx = _setup_context(experiment, settings)
     with ExitStack() as stack:
         stack.callback(lambda: [step.teardown(setup_ctx) for step in experiment.pipeline.steps])
-        setup = _run_setup(experiment, settings, setup_ctx)
+        setup = _run_setup(experiment, setup_ctx)
         chosen, custom, owned = _backend_for(experiment, backend)
         if owned and chosen is not None:
             stack.callback(chosen.close)

@@ -42,6 +42,7 @@ class RunDefinition:
     seed_fn: Callable[[int], None] | None = None
     experiment: Any = None  # the object hooks receive
     step_cache: CachePlan | None = None  # resolved by the runner (cache folder, code keys)
+    shared_ctx: Mapping[str, Any] = field(default_factory=dict)  # keys steps' setup() added: shared, not copied
     # Resolved once per run (and again where the definition is unpickled), not per job:
     replicate_hooks: tuple[Callable[..., Any], ...] = field(init=False, default=())
     step_plan: _StepPlan = field(init=False)
@@ -167,6 +168,8 @@ def run_job(job: Job) -> JobResult:
     """Run one replicate of one condition and describe the outcome (never raises for user errors)."""
     d = job.definition.get()
     values = copy.deepcopy(dict(d.initial_ctx)) if d.copy_initial else dict(d.initial_ctx)
+    if d.shared_ctx:
+        values.update(d.shared_ctx)
     values["replicate"], values["condition"] = job.replicate, job.condition
     ctx = FrozenContext._trusted(values, inputs=job.inputs, rng_factory=_RngFactory(job.seed), staging=job.staging)
     records: list[StepRecord] = []

@@ -292,16 +292,37 @@ class TestSetupContext:
         if backend == "process":
             assert os.getpid() not in result.metrics.baseline.metrics["pid"]  # built in the workers
 
-    @pytest.mark.parametrize("backend", ["serial", "process"])
-    def test_a_setup_value_that_cannot_travel_is_named_before_any_job(self, backend: str) -> None:
+    def test_a_setup_value_that_cannot_travel_is_named_before_any_job(self) -> None:
         step = AddsLock()
-        experiment = _setup_experiment(BACKEND_PLUGINS[backend], name="locked_setup", first=step)
+        experiment = _setup_experiment(BACKEND_PLUGINS["process"], name="locked_setup", first=step)
         with pytest.raises(SerializationError, match=r"context key 'lock' \(added by AddsLock\.setup\) of "
                                                      r"experiment 'locked_setup'") as info:
             experiment.run()
         assert info.value.what == "context key 'lock' (added by AddsLock.setup) of experiment 'locked_setup'"
         assert list(Path("data").rglob("run.json")) == []  # no version was reserved
         assert step.torn_down is False  # teardown ran (with the context setup filled: 'client' never added)
+
+    @pytest.mark.parametrize("backend", ["serial", "thread", "loop"])
+    def test_setup_values_are_shared_not_copied_in_process(self, backend: str) -> None:
+        seen: list[int] = []
+
+        class SharesLock(PipelineStep):
+            def setup(self, ctx: Any) -> None:
+                ctx.add("lock", threading.Lock())  # cannot be copied: a resource, shared as it is
+
+            def __call__(self, data: Any, ctx: Any) -> Any:
+                with ctx["lock"]:
+                    seen.append(id(ctx["lock"]))
+                return data, {"ok": 1}
+
+            @property
+            def params(self) -> dict[str, Any]:
+                return {}
+
+        result = Experiment(datasource=base_values(), pipeline=Pipeline([SharesLock()]), name=f"shared_{backend}",
+                            replicates=3, plugins=[SeedPlugin(seed=3), *BACKEND_PLUGINS[backend]]).run()
+        assert result.errors == {} and result.metrics.baseline.metrics == {"ok": [1, 1, 1]}
+        assert len(seen) == 3 and len(set(seen)) == 1
 
     def test_teardown_sees_the_setup_context(self) -> None:
         step = InitClient()
