@@ -336,3 +336,27 @@ def test_one_artifact_object_in_the_outputs_of_two_experiments() -> None:
     graph.add_experiment(again)
     with pytest.raises(DuplicateNameError, match="'again' and 'trainer'"):
         graph.add_experiment(trainer)
+
+
+def test_a_graph_keeps_the_producer_it_was_built_with() -> None:
+    from crystallize import Artifact, ExperimentGraph
+
+    shared = Artifact("a.txt")
+
+    @pipeline_step()
+    def produce(data: Any, ctx: FrozenContext) -> Any:
+        shared.write("made")
+        return data
+
+    @pipeline_step()
+    def consume(data: bytes, ctx: FrozenContext) -> Any:
+        return data, {"n": len(data)}
+
+    producer = Experiment(datasource=two_numbers(), pipeline=Pipeline([produce()]), name="p", outputs=[shared])
+    consumer = Experiment(datasource=shared, pipeline=Pipeline([consume()]), name="c")
+    graph = ExperimentGraph.from_experiments([producer, consumer])
+    graph.run(strategy="resume")
+    Experiment(datasource=two_numbers(), pipeline=Pipeline([produce()]), name="p2", outputs=[shared]).run()
+    assert {name: node.state.name for name, node in graph.status().items()} == {"p": "FRESH", "c": "FRESH"}
+    results = graph.run(strategy="rerun")
+    assert results["c"].errors == {} and results["c"].metrics.baseline.metrics == {"n": [4]}

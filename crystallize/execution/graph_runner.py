@@ -122,6 +122,7 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
     nodes run at the same time. Each node reads exactly the upstream run produced (or
     reused) in this graph run; nodes outside ``only``/``upto`` are read from the store.
     """
+    graph.claim_outputs()
     chosen, forced = selected_nodes(graph, only, upto), forced_nodes(graph, force)
     inherited = inherited_treatments(graph, treatments)
     shared, owned = make_backend(backend if backend is not None else graph.backend, graph.workers)

@@ -121,6 +121,13 @@ class ExperimentGraph:
         experiment.claim_outputs()
         self._order = self._experiments = None
 
+    def claim_outputs(self) -> None:
+        """Give every output artifact back to its node in this graph: an experiment built
+        later may have listed the same Artifact object (see :meth:`Experiment.claim_outputs`).
+        Status, planning and runs call it first."""
+        for experiment in self.experiments.values():
+            experiment.claim_outputs()
+
     def _link(self, downstream: str, upstream: str, artifact: str | None = None) -> None:
         if self._graph.has_edge(upstream, downstream):
             if artifact:

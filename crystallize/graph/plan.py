@@ -381,6 +381,7 @@ def graph_status(graph: ExperimentGraph, *, strategy: str = "resume", forced: se
     from crystallize.graph.inherit import inherited_treatments, node_seed
     from crystallize.graph.settings import UpstreamRun, resolve_inputs, resolve_settings
 
+    graph.claim_outputs()
     experiments, inherited = graph.experiments, inherited_treatments(graph)
     runs: dict[str, UpstreamRun] = {}
     nodes: dict[str, NodeStatus] = {}
