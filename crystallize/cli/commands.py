@@ -71,7 +71,19 @@ def _report_reuse(console: Console, graph: ExperimentGraph, outcomes: dict[str, 
             else []
         parts += [f"[dim]{escape('skipped ' + ', '.join(disabled))} (disabled in config.state.json)[/]"] if disabled \
             else []
+        parts += [f"[dim]{escape(line)}[/]" for line in _fallbacks(outcome)]
         console.print(f"[bold]{escape(name)}[/]: " + "; ".join(parts), highlight=False)
+
+
+def _fallbacks(outcome: Any) -> list[str]:
+    """``"pca, weak_reg read the baseline of split"``: conditions an upstream node lacks (recorded as pins)."""
+    readers: dict[str, list[str]] = {}
+    for condition, record in outcome.record.conditions.items():
+        for pin in record.upstream:
+            if pin.fallback and condition not in readers.setdefault(pin.producer, []):
+                readers[pin.producer].append(condition)
+    return [f"{', '.join(conds)} read{'s' if len(conds) == 1 else ''} the baseline of {producer}"
+            for producer, conds in readers.items()]
 
 
 def _report_errors(console: Console, name: str, errors: dict[str, BaseException]) -> None:

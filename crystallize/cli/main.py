@@ -64,6 +64,10 @@ def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if verbosity == 0:  # the run summary lists baseline fallbacks, one line per node
+        from crystallize.execution.report import FALLBACK_RECORD
+
+        handler.addFilter(lambda record: not getattr(record, FALLBACK_RECORD, False))
     root = logging.getLogger("crystallize")
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -77,6 +77,9 @@ def running_record(settings: RunSettings, plans: Mapping[str, ConditionPlan], ru
                      environment=_environment(plans), git_commit=git_commit(Path.cwd()), graph=_graph(settings))
 
 
+FALLBACK_RECORD = "crystallize_fallback"  # set on fallback log records, so a front end can show them its own way
+
+
 def log_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
     """Warn when a condition reads the upstream baseline because the upstream lacks that condition.
 
@@ -90,7 +93,7 @@ def log_fallbacks(experiment: str, runs: Mapping[str, ConditionRun]) -> None:
             if pin.fallback:
                 logger.warning("%s: artifact %s for condition '%s' not found in upstream '%s' (v%d); "
                                "falling back to 'baseline'.", experiment, pin.artifact, name, pin.producer,
-                               pin.version)
+                               pin.version, extra={FALLBACK_RECORD: True})
 
 
 def log_cache_hits(steps: Sequence[Any], runs: Mapping[str, ConditionRun]) -> None:

@@ -172,3 +172,14 @@ def test_brackets_in_user_text_print_as_text(yaml_graph: Path, capsys, monkeypat
     config.write_text(config.read_text() + "cli:\n  hidden: 'no'\n")
     assert main(["list", str(yaml_graph)]) == 1
     assert "[cli.hidden]" in capsys.readouterr().out
+
+
+def test_run_summary_lists_baseline_fallbacks_instead_of_warnings(yaml_graph: Path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    assert main(["run", str(yaml_graph)]) == 0
+    captured = capsys.readouterr()
+    assert "consumer: ran baseline (never run); ran bigger (never run); ran extra (never run); extra reads the " \
+           "baseline of producer" in captured.out
+    assert "falling back" not in captured.err
+    assert main(["-v", "run", str(yaml_graph), "--force", "consumer"]) == 0
+    assert "falling back to 'baseline'" in capsys.readouterr().err  # -v shows the warnings too
