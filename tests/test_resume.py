@@ -285,3 +285,54 @@ def test_experiment_run_resume_on_one_experiment(user, tmp_path, versioned):
     assert again.status().state is NodeState.FRESH
     assert json.loads((root / "a" / ("v1" if versioned else "v0") / "run.json").read_text())["conditions"]["boost"][
         "version"] == 0
+
+
+# ----------------------------------------------------------------------------------- older versions
+
+def test_reverting_an_edit_reuses_the_older_version_that_matches(user, tmp_path):
+    root = tmp_path / "store"
+    first = build(user, root, treatments=[BOOST], versioned=True).run()
+    calls(user)
+    build(user, root, treatments=[treatment("boost", {"delta": 20.0})], versioned=True).run(strategy="resume")
+    assert {c for _, c, _ in calls(user)} == {"boost"}
+    reverted = build(user, root, treatments=[BOOST], versioned=True)
+    status = reverted.status()
+    assert status.fresh and status["a"].conditions["boost"].version == 0  # v1 changed it; v0 still matches
+    again = reverted.run(strategy="resume")
+    assert calls(user) == []  # nothing reran
+    assert list(again["a"].metrics.treatments) == ["boost (v0)"]
+    assert outcome(again) == outcome(first)
+    # the new record says where everything is (a version holding only its records), so readers of
+    # the newest record find v0 again; a second resume writes nothing
+    assert versions(root, "a") == ["v0", "v1", "v2"]
+    assert sorted(p.name for p in (root / "a" / "v2").iterdir()) == ["_manifest.json", "metadata.json", "run.json"]
+    record = json.loads((root / "a" / "v2" / "run.json").read_text())
+    assert {n: c["version"] for n, c in record["conditions"].items()} == {"baseline": 0, "boost": 0}
+    reverted.run(strategy="resume")
+    assert calls(user) == [] and versions(root, "a") == ["v0", "v1", "v2"]
+
+
+def test_a_failed_rerun_does_not_hide_an_older_complete_result(user, tmp_path, monkeypatch):
+    root = tmp_path / "store"
+    build(user, root, treatments=[BOOST], versioned=True).run()
+    monkeypatch.setenv("CRYSTALLIZE_TEST_FAIL", "produce:boost:1")  # the forced rerun fails one replicate of boost
+    build(user, root, treatments=[BOOST], versioned=True).run(strategy="rerun")
+    monkeypatch.delenv("CRYSTALLIZE_TEST_FAIL")
+    calls(user)
+    status = build(user, root, treatments=[BOOST], versioned=True).status()
+    assert status["a"].conditions["boost"].state is NodeState.FRESH and status["a"].conditions["boost"].version == 0
+    build(user, root, treatments=[BOOST], versioned=True).run(strategy="resume")
+    assert calls(user) == []
+
+
+def test_an_older_version_whose_files_are_gone_is_not_reused(user, tmp_path):
+    import shutil
+
+    root = tmp_path / "store"
+    build(user, root, treatments=[BOOST], versioned=True).run()
+    build(user, root, treatments=[treatment("boost", {"delta": 20.0})], versioned=True).run(strategy="resume")
+    shutil.rmtree(root / "a" / "v0" / "replicate_1" / "boost")
+    calls(user)
+    build(user, root, treatments=[BOOST], versioned=True).run(strategy="resume")
+    ran = calls(user)
+    assert {c for _, c, _ in ran} == {"boost"} and ("produce", "boost", 1) in ran  # v0 lost files: boost reruns

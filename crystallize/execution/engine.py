@@ -112,7 +112,7 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
     stamp = _record_stamp(store)
     settings = settings_now()
     inputs, plans = _plan(experiment, settings, upstream, force, memo)
-    if not any(p.executes for p in plans.values()):  # nothing to write: no lock needed
+    if not _writes(settings, plans):  # nothing to write: no lock needed
         return assemble(experiment, settings, plans, inputs, {}, None)
     if is_versioned:  # a new version folder per run: nothing shared to guard
         return _execute(experiment, settings, plans, inputs, backend, on_event)
@@ -123,11 +123,22 @@ def _plan_and_run(experiment: Experiment, *, treatments: Sequence[Treatment] | N
             if _record_stamp(store) != stamp:  # another run of this store finished meanwhile: plan from its record
                 settings = settings_now()
                 inputs, plans = _plan(experiment, settings, upstream, force, memo)
-                if not any(p.executes for p in plans.values()):
+                if not _writes(settings, plans):
                     return assemble(experiment, settings, plans, inputs, {}, None)
             return _execute(experiment, settings, plans, inputs, backend, on_event)
         finally:
             held.discard(lock_path)
+
+
+def _writes(settings: RunSettings, plans: Mapping[str, ConditionPlan]) -> bool:
+    """Does this run write anything: a condition to execute, or a reused condition held by a
+    version other than the one the newest record names (found by looking back; the new
+    record must say where it is, or readers of the newest record would miss it)."""
+    if any(p.executes for p in plans.values()):
+        return True
+    held = settings.previous.conditions if settings.previous is not None else {}
+    return any(p.reuse is not None and (n not in held or held[n].version != p.reuse.version)
+               for n, p in plans.items())
 
 
 def _record_stamp(store: ExperimentStore) -> tuple[int, int] | None:

@@ -21,6 +21,7 @@ How a condition is decided (first match wins):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,8 @@ from crystallize.graph.status import (
     StaleKind,
     StaleReason,
 )
-from crystallize.store.record import ConditionOutcome
+from crystallize.store.reader import OlderRecords
+from crystallize.store.record import ConditionOutcome, RunRecord
 from crystallize.store.stored import StoredCondition, stored_condition
 
 if TYPE_CHECKING:
@@ -179,6 +181,15 @@ def _decide(name: str, stored: StoredCondition | None, parts: dict[str, str], in
     return status, run, stored
 
 
+def _older_match(settings: RunSettings, name: str, fingerprint: str, older: OlderRecords) -> StoredCondition | None:
+    """A complete condition with this fingerprint in an older version, every replicate's files present."""
+    record = older.complete(name, fingerprint)
+    if record is None:
+        return None
+    stored = stored_condition(settings.store, name, record)
+    return stored if not stored.missing(settings.replicates) else None
+
+
 def _blocked_plan(name: str, inputs: ConditionInputs, replicates: int, stored: bool) -> ConditionPlan:
     """Cannot run now: an upstream condition it reads did not complete. Nothing stored reads NEVER_RUN."""
     everything = tuple(range(replicates))
@@ -223,6 +234,7 @@ def plan_conditions(experiment: Experiment, settings: RunSettings, inputs: Mappi
     stored_names = set(previous.conditions) if previous is not None else set()
     everything = tuple(range(settings.replicates))
     shared = _shared(experiment, settings, cache, memo)
+    older: OlderRecords | None = None  # read only when the newest record cannot serve a condition
     plans: dict[str, ConditionPlan] = {}
     for name in settings.conditions:
         if inputs[name].blocked:
@@ -238,6 +250,11 @@ def plan_conditions(experiment: Experiment, settings: RunSettings, inputs: Mappi
         stored = stored_condition(settings.store, name, record) if record is not None else None
         status, run, reuse = _decide(name, stored, parts, inputs[name], settings.replicates,
                                      bool(stored_names - {name}))
+        if run and previous is not None:
+            older = older or OlderRecords(settings.store, previous.version)
+            kept = _older_match(settings, name, fingerprint, older)
+            if kept is not None:
+                status, run, reuse = _status(name, NodeState.FRESH, version=kept.version), (), kept
         finalize = not run and status.state is NodeState.INCOMPLETE
         plans[name] = ConditionPlan(status, run, reuse, parts, fingerprint, finalize)
     return plans
@@ -398,10 +415,19 @@ def graph_status(graph: ExperimentGraph, *, strategy: str = "resume", forced: se
         plans = plan_conditions(exp, settings, inputs, cache, force=name in (forced or set()), memo=memo)
         nodes[name] = node_status(name, plans, _upstream_waits(upstream, inputs, nodes))
         if settings.previous is not None:
-            runs[name] = UpstreamRun(settings.store, settings.previous)
+            runs[name] = UpstreamRun(settings.store, _as_reused(settings.previous, plans))
     for cache in caches.values():
         cache.save()
     return GraphStatus(nodes)
+
+
+def _as_reused(previous: RunRecord, plans: Mapping[str, ConditionPlan]) -> RunRecord:
+    """``previous`` with each condition that will be reused as is mapped to the record that
+    holds it (an older version, when the planner looked back), as a resume would write it;
+    downstream nodes read through this map."""
+    moved = {n: p.reuse.record for n, p in plans.items()
+             if p.reuse is not None and not p.executes and p.reuse.record is not previous.conditions.get(n)}
+    return dataclasses.replace(previous, conditions={**previous.conditions, **moved}) if moved else previous
 
 
 def plan_graph(graph: ExperimentGraph, *, strategy: str = "resume", only: Sequence[str] | None = None,

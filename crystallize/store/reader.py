@@ -8,9 +8,9 @@ from typing import Any
 
 from crystallize.names import BASELINE
 from crystallize.store.layout import MARKER, ExperimentStore, list_versions
-from crystallize.store.record import RunRecord
+from crystallize.store.record import ConditionOutcome, ConditionRecord, RunRecord
 
-__all__ = ["latest_record", "load_all_metrics", "load_metrics", "read_journal"]
+__all__ = ["OlderRecords", "latest_record", "load_all_metrics", "load_metrics", "read_journal"]
 
 
 def latest_record(store: ExperimentStore) -> RunRecord | None:
@@ -20,6 +20,36 @@ def latest_record(store: ExperimentStore) -> RunRecord | None:
         if record is not None:
             return record
     return None
+
+
+class OlderRecords:
+    """The run records of versions below ``below``, newest first, each read at most once.
+
+    Resume reuses a condition whose fingerprint matches *a* complete stored condition
+    (spec §4), not only one the newest record maps: after an edit is reverted, or a
+    forced rerun is killed, an older version may still hold exactly what is wanted.
+    """
+
+    def __init__(self, store: ExperimentStore, below: int) -> None:
+        self._store = store
+        self._versions = [v for v in reversed(store.versions()) if v < below]
+        self._read: list[RunRecord] = []
+
+    def _records(self) -> Any:
+        yield from self._read
+        while self._versions:
+            record = RunRecord.load(self._store.run_json(self._versions.pop(0)))
+            if record is not None:
+                self._read.append(record)
+                yield record
+
+    def complete(self, condition: str, fingerprint: str) -> ConditionRecord | None:
+        """The newest stored record of ``condition`` that completed with ``fingerprint``."""
+        for record in self._records():
+            held = record.conditions.get(condition)
+            if held is not None and held.outcome is ConditionOutcome.COMPLETE and held.fingerprint == fingerprint:
+                return held
+        return None
 
 
 def read_journal(store: ExperimentStore, version: int, condition: str) -> list[dict[str, Any]]:
