@@ -336,3 +336,31 @@ def test_an_older_version_whose_files_are_gone_is_not_reused(user, tmp_path):
     build(user, root, treatments=[BOOST], versioned=True).run(strategy="resume")
     ran = calls(user)
     assert {c for _, c, _ in ran} == {"boost"} and ("produce", "boost", 1) in ran  # v0 lost files: boost reruns
+
+
+def test_looking_back_never_mixes_master_seeds(user, tmp_path):
+    """A drawn seed is not part of the fingerprint ("drawn"): after a run with seed 5, an
+    unseeded run keeps 5 (the newest record's), so v0's conditions, whose fingerprint says
+    "drawn" too but whose seed was another, must not be reused next to conditions run with 5."""
+    root = tmp_path / "store"
+    build(user, root, treatments=[BOOST], versioned=True, seed=None).run()
+    build(user, root, treatments=[BOOST], versioned=True, seed=5).run(strategy="resume")
+    calls(user)
+    result = build(user, root, treatments=[BOOST, MILD], versioned=True, seed=None).run(strategy="resume")
+    assert {c for _, c, _ in calls(user)} == {"baseline", "boost", "mild"}  # "5" -> "drawn": all rerun, with 5
+    seeds = {name: m.seeds for name, m in [("baseline", result["a"].metrics.baseline),
+                                           *result["a"].metrics.treatments.plain().items()]}
+    assert seeds["baseline"] == seeds["boost"] == seeds["mild"] == [5, 5 + 31337]
+
+
+def test_only_reads_upstream_nodes_as_status_shows_them(user, tmp_path):
+    root = tmp_path / "store"
+    build(user, root, treatments=[BOOST], versioned=True).run()
+    build(user, root, treatments=[BOOST], versioned=True, delta=3.0).run(strategy="resume")  # a: v1, b, c rerun
+    reverted = build(user, root, treatments=[BOOST], versioned=True)
+    status = reverted.status()
+    assert status.fresh and status["a"].conditions["baseline"].version == 0
+    calls(user)
+    results = reverted.run(strategy="resume", only=["c"])  # a and b are read as status shows them: v0
+    assert calls(user) == [] and results["c"].run_info["conditions"] == {"baseline": 0, "boost": 0}
+    assert reverted.status().fresh

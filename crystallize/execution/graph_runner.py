@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crystallize.execution.engine import ExperimentOutcome, run_experiment
@@ -15,8 +16,9 @@ from crystallize.execution.events import EventSink, NodeFinished, NodeStarted
 from crystallize.execution.select import make_backend
 from crystallize.graph.fingerprints import CodeMemo
 from crystallize.graph.inherit import inherited_treatments, node_seed
-from crystallize.graph.plan import forced_nodes, selected_nodes
-from crystallize.graph.settings import UpstreamRun, stored_upstream
+from crystallize.fingerprint import FileHashCache
+from crystallize.graph.plan import forced_nodes, selected_nodes, stored_view
+from crystallize.graph.settings import UpstreamRun, resolve_settings
 from crystallize.store.record import ConditionOutcome
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ class _Scheduler:
     graph: ExperimentGraph
     chosen: set[str]
     run_node: Callable[[str, dict[str, UpstreamRun]], ExperimentOutcome]
+    stored_node: Callable[[str, dict[str, UpstreamRun]], UpstreamRun | None]  # a node outside ``chosen``
     parallel: int
     on_event: EventSink | None
 
@@ -72,11 +75,13 @@ class _Scheduler:
             try:
                 while sorter.is_active():
                     for name in sorted(sorter.get_ready()):
+                        upstream = {u: runs[u] for u in self.graph.upstream(name) if u in runs}
                         if name not in self.chosen:
-                            self._stored(name, runs)
+                            stored = self.stored_node(name, upstream)
+                            if stored is not None:
+                                runs[name] = stored
                             sorter.done(name)
                             continue
-                        upstream = {u: runs[u] for u in self.graph.upstream(name) if u in runs}
                         if self.parallel > 1:
                             running[pool.submit(self.run_node, name, upstream)] = name
                         else:  # one at a time: run here (plain stack traces, no thread hop)
@@ -95,11 +100,6 @@ class _Scheduler:
                 for future in running:
                     future.cancel()
         return {n: outcomes[n] for n in self.graph.order() if n in outcomes}
-
-    def _stored(self, name: str, runs: dict[str, UpstreamRun]) -> None:
-        stored = stored_upstream(self.graph.experiments[name], self.graph.store_root)
-        if stored is not None:
-            runs[name] = stored
 
 
 def _done(fn: Callable[..., ExperimentOutcome], *args: Any) -> Future[ExperimentOutcome]:
@@ -138,9 +138,20 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
             versioned=graph.versioned, graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event,
             graph_name=graph_name, memo=memo)
 
+    caches: dict[Path, FileHashCache] = {}
+
+    def stored_node(name: str, upstream: dict[str, UpstreamRun]) -> UpstreamRun | None:
+        experiment = experiments[name]
+        settings = resolve_settings(experiment, treatments=treatments, strategy="resume", inherited=inherited[name],
+                                    store_root=graph.store_root, versioned=graph.versioned,
+                                    graph_seed=node_seed(graph.seed, name), graph_name=graph_name)
+        root = settings.store.root
+        cache = caches.setdefault(root, FileHashCache(root / ".file-hashes.json"))
+        return stored_view(experiment, settings, upstream if graph.upstream(name) else None, cache, memo)
+
     parallel = shared.capacity if shared is not None else 1
     try:
-        outcomes = _Scheduler(graph, chosen, run_node, parallel, on_event).run()
+        outcomes = _Scheduler(graph, chosen, run_node, stored_node, parallel, on_event).run()
     finally:
         if owned and shared is not None:
             shared.close()

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from crystallize.experiment import Experiment
     from crystallize.fingerprint import FileHashCache
     from crystallize.graph.model import ExperimentGraph
-    from crystallize.graph.settings import ConditionInputs, RunSettings
+    from crystallize.graph.settings import ConditionInputs, RunSettings, UpstreamRun
 
 __all__ = [
     "ConditionPlan",
@@ -57,6 +57,7 @@ __all__ = [
     "plan_graph",
     "root_cause",
     "selected_nodes",
+    "stored_view",
 ]
 
 
@@ -183,7 +184,7 @@ def _decide(name: str, stored: StoredCondition | None, parts: dict[str, str], in
 
 def _older_match(settings: RunSettings, name: str, fingerprint: str, older: OlderRecords) -> StoredCondition | None:
     """A complete condition with this fingerprint in an older version, every replicate's files present."""
-    record = older.complete(name, fingerprint)
+    record = older.complete(name, fingerprint, settings.master_seed)
     if record is None:
         return None
     stored = stored_condition(settings.store, name, record)
@@ -419,6 +420,24 @@ def graph_status(graph: ExperimentGraph, *, strategy: str = "resume", forced: se
     for cache in caches.values():
         cache.save()
     return GraphStatus(nodes)
+
+
+def stored_view(experiment: Experiment, settings: RunSettings, upstream: Mapping[str, UpstreamRun] | None,
+                cache: FileHashCache, memo: CodeMemo) -> UpstreamRun | None:
+    """What downstream nodes read from a node that does not run (outside ``only=``): its
+    newest record, with the conditions a resume would reuse from older versions mapped
+    there, so a run reads what :meth:`ExperimentGraph.status` promised. ``None`` when the
+    node has no stored run; the plain newest record when it cannot be planned."""
+    from crystallize.graph.settings import UpstreamRun, resolve_inputs
+
+    if settings.previous is None:
+        return None
+    try:
+        inputs = resolve_inputs(experiment, list(settings.conditions), upstream)
+        plans = plan_conditions(experiment, settings, inputs, cache, memo=memo)
+    except FingerprintError:
+        return UpstreamRun(settings.store, settings.previous)
+    return UpstreamRun(settings.store, _as_reused(settings.previous, plans))
 
 
 def _as_reused(previous: RunRecord, plans: Mapping[str, ConditionPlan]) -> RunRecord:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from crystallize.treatments import Treatment
 
 __all__ = ["ConditionInputs", "RunSettings", "UpstreamContent", "UpstreamRun", "content_digest", "resolve_inputs",
-           "resolve_settings", "run_store", "stored_upstream"]
+           "resolve_settings", "run_store"]
 
 STRATEGIES = ("rerun", "resume")
 
@@ -298,11 +298,3 @@ def _blocked_reason(producer: str, source: str, record: ConditionRecord | None) 
     if outcome is ConditionOutcome.BLOCKED:
         return f"upstream '{producer}' condition '{source}' is blocked", StaleKind.FAILED
     return f"upstream '{producer}' condition '{source}' did not complete", StaleKind.INCOMPLETE
-
-
-def stored_upstream(experiment: Experiment, store_root: Path | None) -> UpstreamRun | None:
-    """The newest stored run of ``experiment`` (what downstream reads when it is not rerun)."""
-    plugin = experiment.get_plugin(ArtifactPlugin) or ArtifactPlugin()
-    store = ExperimentStore(Path(store_root) if store_root is not None else plugin.root_dir, experiment.store_name)
-    record = latest_record(store)
-    return UpstreamRun(store, record) if record is not None else None

@@ -43,11 +43,14 @@ class OlderRecords:
                 self._read.append(record)
                 yield record
 
-    def complete(self, condition: str, fingerprint: str) -> ConditionRecord | None:
-        """The newest stored record of ``condition`` that completed with ``fingerprint``."""
+    def complete(self, condition: str, fingerprint: str, master_seed: int) -> ConditionRecord | None:
+        """The newest stored record of ``condition`` that completed with ``fingerprint`` in a
+        run with ``master_seed`` (a drawn seed is not part of the fingerprint, and every
+        condition of one run must share the replicate seeds)."""
         for record in self._records():
             held = record.conditions.get(condition)
-            if held is not None and held.outcome is ConditionOutcome.COMPLETE and held.fingerprint == fingerprint:
+            if held is not None and held.outcome is ConditionOutcome.COMPLETE and held.fingerprint == fingerprint \
+                    and record.master_seed == master_seed:
                 return held
         return None
 
