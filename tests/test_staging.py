@@ -345,3 +345,19 @@ def test_a_replicate_a_custom_loop_runs_twice_keeps_only_the_last_staged_files()
     _experiment(stage_own(), "twice", plugins=[Twice()]).run()
     assert _stored("twice", 0, "Stage_OwnStep").is_file() and _stored("twice", 1, "Stage_OwnStep").is_file()
     assert _staging_left() == []
+
+
+@pipeline_step(cacheable=True)
+def cached_folder(data: Any, ctx: FrozenContext) -> Any:
+    target = ctx.artifacts.path("big.bin")
+    target.mkdir()
+    (target / "inner").write_bytes(b"abc")
+    return data, {"m": 1}
+
+
+def test_a_cached_step_staging_a_folder_gets_the_same_clear_error() -> None:
+    result = _experiment(cached_folder(), "cached_folder", replicates=1).run()
+    error = result.errors["baseline_rep_0"]
+    assert isinstance(error, ArtifactNotFoundError) and error.step_name == "Cached_FolderStep"
+    assert "wrote a folder at ctx.artifacts.path('big.bin')" in str(error)
+    assert _staging_left() == []

@@ -249,7 +249,8 @@ class _Watch:
         self.files = len(ctx._artifacts) if ctx._artifacts is not None else 0
 
     def outputs(self) -> _Outputs | None:
-        """The step's outputs; ``None`` when a staged artifact file is missing."""
+        """The step's outputs; ``None`` (not cached) when a staged artifact is not a regular
+        file (missing, a folder, ...): the job then fails that replicate with a clear message."""
         ctx, seen = self.ctx, dict(self.counts)
         added = [(k, ctx._data[k]) for k in list(ctx._data)[self.keys:] if k != "step_name"]
         metrics = []
@@ -259,7 +260,7 @@ class _Watch:
             metrics.append((key, value, ctx.metrics.tags_at(key, index)))
         files = []
         for record in list(ctx._artifacts or ())[self.files:]:
-            if record.data is None and (record.staged is None or not record.staged.exists()):
+            if record.data is None and (record.staged is None or not record.staged.is_file()):
                 return None
             files.append((record.name, record.data if record.data is not None else record.staged.read_bytes()))
         return _Outputs(added, metrics, files)
