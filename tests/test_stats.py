@@ -551,3 +551,29 @@ def test_swap_flips_effect_and_interval(b, t, name):
             (-forward["ci_high"], -forward["ci_low"]), abs=1e-9
         )
         assert swapped["p_value"] == pytest.approx(forward["p_value"], abs=1e-9)
+
+
+class TestConstantUpToRounding:
+    """Spread that is only float rounding counts as none (it gave g ~ 1e16 and p ~ 1e-81)."""
+
+    def test_paired_differences_equal_up_to_rounding_raise(self):
+        baseline = list(np.random.default_rng(0).normal(size=6))
+        treatment = [x + 0.5 for x in baseline]  # (x + 0.5) - x is 0.5 only up to rounding
+        assert np.ptp(np.subtract(treatment, baseline)) > 0  # the case this guards: not bit-identical
+        with pytest.raises(StatisticsError, match="every paired difference equals 0.5"):
+            paired_t_test()({"m": baseline}, {"m": treatment})
+
+    @pytest.mark.parametrize("test", [welch_t_test, student_t_test, permutation_test, bootstrap_ci])
+    def test_unpaired_samples_constant_up_to_rounding_raise(self, test):
+        with pytest.raises(StatisticsError, match="both samples are constant but differ"):
+            test()({"m": [0.1 + 0.2, 0.3, 0.3]}, {"m": [1.0, 1.0, 1.0]})
+
+    def test_equal_up_to_rounding_is_no_difference(self):
+        result = welch_t_test()({"m": [0.1 + 0.2, 0.3, 0.3]}, {"m": [0.3, 0.3, 0.1 + 0.2]})
+        assert (result["p_value"], result["effect_size"], result["significant"]) == (1.0, 0.0, False)
+        paired = paired_t_test()({"m": [0.1 + 0.2, 0.3]}, {"m": [0.3, 0.1 + 0.2]})
+        assert (paired["p_value"], paired["effect_size"]) == (1.0, 0.0)
+
+    def test_rank_tests_still_rank_a_tiny_spread(self):
+        result = mann_whitney_u()({"m": [1.0, 1.0 + 1e-15, 1.0 + 2e-15]}, {"m": [1.0 + 3e-15, 1.0 + 4e-15, 1.0 + 5e-15]})
+        assert result["effect_size"] == 1.0  # every treatment value ranks above every baseline value

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from crystallize.errors import StatisticsError
 from crystallize.stats._effects import _hedges_g
-from crystallize.stats._samples import _Data, _Options, _is_constant
+from crystallize.stats._samples import _Data, _Options, _is_constant, _same_value
 
 
 def _result(data: _Data, opts: _Options, *, test: str, p_value: Any, statistic: Any,
@@ -65,7 +67,7 @@ def _constant_unpaired(data: _Data, opts: _Options, test: str, **extra: Any) -> 
     """No-difference result, an error, or None when the samples are not both constant."""
     if not (_is_constant(data.baseline) and _is_constant(data.treatment)):
         return None
-    if data.baseline[0] == data.treatment[0]:
+    if _same_value(float(np.mean(data.baseline)), float(np.mean(data.treatment))):
         return _no_difference(data, opts, test, "hedges_g", **extra)
     raise _undefined_effect(
         data, test, f"both samples are constant but differ (baseline {float(data.baseline[0])!r}, "

@@ -111,5 +111,23 @@ def _paired(baseline: Samples, treatment: Samples, metric: str | None) -> _Data:
     return data
 
 
-def _is_constant(values: np.ndarray) -> bool:
-    return bool(np.ptp(values) == 0.0)
+_ROUNDING = 16 * float(np.finfo(float).eps)  # a few units in the last place: what float arithmetic leaves
+
+
+def _is_constant(values: np.ndarray, *, scale: float | None = None) -> bool:
+    """All values equal, up to rounding relative to ``scale`` (default: their own magnitude).
+
+    ``[0.1 + 0.2, 0.3]`` or differences ``(x + 0.5) - x`` are constant for a t-test: their
+    spread is rounding error, and passing it on would give an effect of 1e16 and a p-value
+    of 1e-80 where the honest answer is an infinite effect (spec §9: a clear error).
+    Rank tests compare exactly (their ranks are defined however small the spread).
+    """
+    spread = float(np.ptp(values))
+    if scale is None:
+        scale = float(np.max(np.abs(values))) if values.size else 0.0
+    return spread <= _ROUNDING * scale
+
+
+def _same_value(a: float, b: float) -> bool:
+    """Equal up to rounding (see :func:`_is_constant`)."""
+    return abs(a - b) <= _ROUNDING * max(abs(a), abs(b))

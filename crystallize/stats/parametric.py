@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 from scipy import stats as st
 
 from crystallize.stats._effects import (
@@ -24,7 +25,7 @@ from crystallize.stats._result import (
     _result,
     _undefined_effect,
 )
-from crystallize.stats._samples import Samples, _is_constant, _options, _paired, _unpaired
+from crystallize.stats._samples import _ROUNDING, Samples, _is_constant, _options, _paired, _unpaired
 from crystallize.verifiers import verifier
 
 __all__ = ["paired_t_test", "student_t_test", "welch_t_test"]
@@ -189,8 +190,9 @@ def paired_t_test(baseline: Samples, treatment: Samples, *, alpha: float = 0.05,
     data = _paired(baseline, treatment, metric)
     diffs = data.treatment - data.baseline
     df = float(diffs.size - 1)
-    if _is_constant(diffs):
-        if diffs[0] == 0.0:
+    magnitude = float(max(np.max(np.abs(data.baseline)), np.max(np.abs(data.treatment)))) if diffs.size else 0.0
+    if _is_constant(diffs, scale=magnitude):  # rounding in the subtraction is relative to the values
+        if abs(float(np.mean(diffs))) <= _ROUNDING * magnitude:
             return _no_difference(data, opts, "paired_t_test", "hedges_g", df=df)
         raise _undefined_effect(
             data, "paired_t_test", f"every paired difference equals {float(diffs[0])!r} (zero variance)"

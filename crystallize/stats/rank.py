@@ -9,7 +9,7 @@ from scipy import stats as st
 
 from crystallize.stats._effects import _cliffs_delta, _paired_interval, _rank_biserial, _welch_interval
 from crystallize.stats._result import _no_difference, _result
-from crystallize.stats._samples import Samples, _is_constant, _options, _paired, _unpaired
+from crystallize.stats._samples import Samples, _options, _paired, _unpaired
 from crystallize.verifiers import verifier
 
 __all__ = ["mann_whitney_u", "wilcoxon_signed_rank"]
@@ -61,7 +61,7 @@ def mann_whitney_u(baseline: Samples, treatment: Samples, *, alpha: float = 0.05
     data = _unpaired(baseline, treatment, metric)
     nb, nt = data.baseline.size, data.treatment.size
     pooled = np.concatenate([data.baseline, data.treatment])
-    if _is_constant(pooled):
+    if np.ptp(pooled) == 0.0:  # exactly: ranks are defined however small the spread
         return _no_difference(data, opts, "mann_whitney_u", "cliffs_delta", nb * nt / 2, method="none")
     ties = np.unique(pooled).size < pooled.size
     method = "exact" if not ties and max(nb, nt) <= _EXACT_MANN_WHITNEY_MAX_N else "asymptotic"
