@@ -25,6 +25,15 @@ from crystallize.quick import quick_experiment
 from crystallize.steps import Pipeline, PipelineStep, inject_from_ctx, pipeline, pipeline_step, resource_factory
 from crystallize.treatments import Treatment, treatment
 
+# Names the spec uses beyond 0.27's (status, errors): importable from here too, but kept out of
+# __all__, which stays 0.27's list.
+from crystallize.errors import (  # noqa: F401
+    ArtifactNotFoundError, ConfigError, CrystallizeError, FingerprintError, RenderError, StatisticsError, StoreError,
+)
+from crystallize.graph.status import (  # noqa: F401
+    ConditionStatus, GraphStatus, NodeState, NodeStatus, RunPlan, StaleKind, StaleReason,
+)
+
 __all__ = [
     "standalone_context",
     "quick_experiment",

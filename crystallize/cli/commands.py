@@ -158,13 +158,12 @@ def status(args: argparse.Namespace) -> int:
     """``crystallize status``: exit 0 when every node is fresh, 1 otherwise."""
     from crystallize.cli.summary import status_table
 
-    console = None if args.json else Console()
+    console = Console(stderr=args.json)  # with --json, stdout holds only JSON: the store root goes to stderr
     graph = _load(args, console)
     result = graph.status()
     if args.json:
         print(json.dumps(status_json(graph, result), indent=2))
     else:
-        assert console is not None
         console.print(status_table(result))
     return EXIT_OK if all(n.state is NodeState.FRESH for n in result.values()) else EXIT_FAILED
 

@@ -337,8 +337,9 @@ class ExperimentGraph:
 
         return render.to_dot(self.view(status=status), status=status, rankdir=rankdir)
 
-    def to_mermaid(self, status: bool = False) -> str:
-        """A Mermaid flowchart for Markdown documents."""
+    def to_mermaid(self, status: bool = True) -> str:
+        """A Mermaid flowchart for Markdown documents, with each node's status (as
+        :meth:`to_dot` and :meth:`render`) unless ``status=False``."""
         from crystallize.graph import render
 
         return render.to_mermaid(self.view(status=status), status=status)
@@ -359,10 +360,16 @@ class ExperimentGraph:
             view = render.subview(view, focus=focus, hops=hops, only=only)
         return render.render(view, Path(path), format=format, status=status, rankdir=rankdir)
 
-    def _repr_svg_(self) -> str:
+    def _repr_svg_(self) -> str | None:
+        """The picture, with status, for Jupyter; ``None`` (Jupyter then shows the text
+        repr) when the ``dot`` binary is missing or the status cannot be computed."""
+        from crystallize.errors import CrystallizeError
         from crystallize.graph import render
 
-        return render.to_svg(self.view(status=False), status=False)
+        try:
+            return render.to_svg(self.view(status=True), status=True)
+        except CrystallizeError:
+            return None
 
 
 def _dependencies_text(graph: ExperimentGraph) -> str:

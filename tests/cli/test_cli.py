@@ -183,3 +183,10 @@ def test_run_summary_lists_baseline_fallbacks_instead_of_warnings(yaml_graph: Pa
     assert "falling back" not in captured.err
     assert main(["-v", "run", str(yaml_graph), "--force", "consumer"]) == 0
     assert "falling back to 'baseline'" in capsys.readouterr().err  # -v shows the warnings too
+
+
+def test_status_json_keeps_stdout_pure_and_names_the_store_on_stderr(yaml_graph: Path, capsys):
+    assert main(["status", str(yaml_graph), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["schema"] == 1
+    assert f"store: {(yaml_graph / 'data').resolve()}" in captured.err.replace("\n", "")

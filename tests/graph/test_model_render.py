@@ -84,3 +84,22 @@ def test_missing_dot_raises_render_error_but_dot_text_works(diamond, tmp_path, m
         diamond.render(tmp_path / "g.svg")
     assert diamond.render(tmp_path / "g.dot").read_text().startswith("digraph")
     assert "flowchart" in diamond.render(tmp_path / "g.mmd").read_text()
+
+
+def test_mermaid_and_jupyter_pictures_show_status_by_default(diamond, tmp_path, monkeypatch):
+    assert "never run" in diamond.to_mermaid() and "classDef" in diamond.to_mermaid()
+    assert "never run" not in diamond.to_mermaid(status=False)
+    if shutil.which("dot") is not None:
+        assert "never run" in diamond._repr_svg_()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert diamond._repr_svg_() is None  # no dot binary: Jupyter falls back to the text repr
+
+
+def test_spec_names_import_from_the_package():
+    import crystallize
+    from crystallize import ConfigError, GraphStatus, NodeState, RenderError, StaleKind
+
+    assert NodeState.FRESH.name == "FRESH" and StaleKind.CODE_CHANGED.name == "CODE_CHANGED"
+    assert issubclass(RenderError, RuntimeError) and issubclass(ConfigError, ValueError)
+    assert GraphStatus.__name__ == "GraphStatus"
+    assert "NodeState" not in crystallize.__all__  # __all__ stays 0.27's list
