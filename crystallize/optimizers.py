@@ -12,7 +12,9 @@ __all__ = ["BaseOptimizer", "Objective"]
 
 @dataclass
 class Objective:
-    """The metric an optimizer reads; ``direction`` is ``"minimize"`` or ``"maximize"``."""
+    """The metric (or metrics) an optimizer reads; ``direction`` is ``"minimize"`` or
+    ``"maximize"`` (one per metric), for the optimizer's own use. With a list of metrics,
+    :meth:`BaseOptimizer.tell` receives the mean of each."""
 
     metric: str | list[str]
     direction: str | list[str] = "minimize"
@@ -30,7 +32,7 @@ class BaseOptimizer(abc.ABC):
 
     @abc.abstractmethod
     def tell(self, objective_values: dict[str, float]) -> None:
-        """Receive ``{metric: mean over replicates}`` for the last :meth:`ask`."""
+        """Receive ``{metric: mean over replicates}`` (every objective metric) for the last :meth:`ask`."""
 
     @abc.abstractmethod
     def get_best_treatment(self) -> Treatment:

@@ -360,3 +360,32 @@ def test_a_graph_keeps_the_producer_it_was_built_with() -> None:
     assert {name: node.state.name for name, node in graph.status().items()} == {"p": "FRESH", "c": "FRESH"}
     results = graph.run(strategy="rerun")
     assert results["c"].errors == {} and results["c"].metrics.baseline.metrics == {"n": [4]}
+
+
+def test_optimize_with_several_objective_metrics_tells_each_mean() -> None:
+    from crystallize.optimizers import BaseOptimizer, Objective
+
+    @pipeline_step()
+    def score(data: list[float], ctx: FrozenContext, bias: float = 0.0) -> Any:
+        return data, {"loss": abs(bias - 1.0), "size": len(data) + bias}
+
+    told: list[dict[str, float]] = []
+
+    class Sweep(BaseOptimizer):
+        def __init__(self) -> None:
+            super().__init__(Objective(metric=["loss", "size"], direction=["minimize", "maximize"]))
+            self.biases = [0.0, 1.0]
+
+        def ask(self) -> list[Treatment]:
+            return [Treatment(f"bias_{self.biases[len(told)]}", {"bias": self.biases[len(told)]})]
+
+        def tell(self, objective_values: dict[str, float]) -> None:
+            told.append(objective_values)
+
+        def get_best_treatment(self) -> Treatment:
+            return Treatment("best", {"bias": self.biases[min(range(2), key=lambda i: told[i]["loss"])]})
+
+    experiment = Experiment(datasource=two_numbers(), pipeline=Pipeline([score()]), name="multi_objective")
+    best = experiment.optimize(Sweep(), num_trials=2, replicates_per_trial=2)
+    assert told == [{"loss": 1.0, "size": 2.0}, {"loss": 0.0, "size": 3.0}]
+    assert best.apply_map == {"bias": 1.0}

@@ -408,7 +408,7 @@ def _warn_shared_random_state(settings: RunSettings, backend: Backend | None) ->
     """Threads share ``random``/``numpy.random``: seeding them per replicate cannot be reproducible
     (a user's ``seed_fn`` seeds shared state too, so it is warned about as well, as in 0.27)."""
     if backend is not None and not backend.remote and backend.capacity > 1 and settings.seed_fn is not None:
-        logger.warning("%s: SeedPlugin with replicates running concurrently in threads is not reproducible "
+        logger.warning("%s: SeedPlugin with replicates running concurrently in one process is not reproducible "
                        "because 'random' state is shared; take an `rng` parameter, or use "
                        "executor_type='process'", settings.name)
 

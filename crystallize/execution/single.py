@@ -106,11 +106,15 @@ def optimize(experiment: Experiment, optimizer: Any, num_trials: int, replicates
     from crystallize.execution.engine import run_experiment
 
     metric = optimizer.objective.metric
+    names = [metric] if isinstance(metric, str) else list(metric)  # several metrics: one value each
     for _ in range(num_trials):
         candidates = list(optimizer.ask())
         outcome = run_experiment(experiment, treatments=candidates, hypotheses=[], replicates=replicates_per_trial,
                                  strategy="resume")
         first = outcome.result.metrics.treatments[candidates[0].name] if candidates else outcome.result.metrics.baseline
-        values = first.metrics.get(metric, [])
-        optimizer.tell({metric: sum(values) / len(values) if values else float("nan")})
+        means = {}
+        for name in names:
+            values = first.metrics.get(name, [])
+            means[name] = sum(values) / len(values) if values else float("nan")
+        optimizer.tell(means)
     return optimizer.get_best_treatment()
