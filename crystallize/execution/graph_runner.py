@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crystallize.execution.engine import ExperimentOutcome, run_experiment
@@ -138,16 +137,15 @@ def run_graph(graph: ExperimentGraph, *, treatments: Sequence[Treatment] | None 
             versioned=graph.versioned, graph_seed=node_seed(graph.seed, name), force=name in forced, on_event=on_event,
             graph_name=graph_name, memo=memo)
 
-    caches: dict[Path, FileHashCache] = {}
-
     def stored_node(name: str, upstream: dict[str, UpstreamRun]) -> UpstreamRun | None:
         experiment = experiments[name]
         settings = resolve_settings(experiment, treatments=treatments, strategy="resume", inherited=inherited[name],
                                     store_root=graph.store_root, versioned=graph.versioned,
                                     graph_seed=node_seed(graph.seed, name), graph_name=graph_name)
-        root = settings.store.root
-        cache = caches.setdefault(root, FileHashCache(root / ".file-hashes.json"))
-        return stored_view(experiment, settings, upstream if graph.upstream(name) else None, cache, memo)
+        cache = FileHashCache(settings.store.root / ".file-hashes.json")  # as a node that runs plans (engine._plan)
+        view = stored_view(experiment, settings, upstream if graph.upstream(name) else None, cache, memo)
+        cache.save()
+        return view
 
     parallel = shared.capacity if shared is not None else 1
     try:
